@@ -91,7 +91,9 @@ impl CacheControl {
     /// `no-store`, `private` or `no-cache` without field names: a shared cache must not
     /// serve this response without asking origin.
     pub fn forbids_shared_reuse(&self) -> bool {
-        self.has("no-store") || (self.has("private") && self.value("private").is_none()) || (self.has("no-cache") && self.value("no-cache").is_none())
+        self.has("no-store")
+            || (self.has("private") && self.value("private").is_none())
+            || (self.has("no-cache") && self.value("no-cache").is_none())
     }
 }
 

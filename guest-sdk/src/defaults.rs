@@ -85,7 +85,10 @@ pub fn select_queue(tasks: &[Task], queues: &[QueueState], _now_ms: u64, config:
                 .filter(|&k| queues[k].healthy || !any_healthy)
                 .min_by(|&a, &b| {
                     let wait = |k: usize| expected_wait_ms(pending[k], depth[k], queues[k].pacing_ms, speeds[k]);
-                    wait(a).total_cmp(&wait(b)).then(depth[a].cmp(&depth[b])).then(queues[a].index.cmp(&queues[b].index))
+                    wait(a)
+                        .total_cmp(&wait(b))
+                        .then(depth[a].cmp(&depth[b]))
+                        .then(queues[a].index.cmp(&queues[b].index))
                 })
                 .expect("at least one queue is a candidate");
             pending[best] = pending[best].saturating_add(task.size_bytes);
@@ -135,7 +138,15 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn q(index: u32, pending: u64, depth: u64, peak: u64) -> QueueState {
-        QueueState { index, healthy: true, depth, pending_bytes: pending, pacing_ms: 10, peak_bytes_per_sec: peak, ..Default::default() }
+        QueueState {
+            index,
+            healthy: true,
+            depth,
+            pending_bytes: pending,
+            pacing_ms: 10,
+            peak_bytes_per_sec: peak,
+            ..Default::default()
+        }
     }
 
     fn tasks(n: usize, size: u64) -> Vec<Task> {
@@ -186,7 +197,10 @@ mod tests {
     fn scopes_follow_the_task() {
         let t = |kind, target: &str, soft| Task { kind, target: target.into(), soft, ..Default::default() };
         let plan = scope_purge(&t(TaskKind::Prefix, "https://a.com/img/", true));
-        assert_eq!(plan.actions, vec![PurgeAction { scope: Scope::Prefix("https://a.com/img/".into()), mode: PurgeMode::Soft }]);
+        assert_eq!(
+            plan.actions,
+            vec![PurgeAction { scope: Scope::Prefix("https://a.com/img/".into()), mode: PurgeMode::Soft }]
+        );
         assert_eq!(scope_purge(&t(TaskKind::Everything, "", false)).actions[0].scope, Scope::Everything);
         assert!(scope_purge(&t(TaskKind::Warm, "https://a.com/", false)).actions.is_empty());
     }

@@ -113,7 +113,7 @@ macro_rules! export {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             type EdgepurgeComponent = $crate::__glue::Adapter<$policy>;
-            $crate::__bindings::__export_edgepurge_policy!(EdgepurgeComponent with_types_in $crate::__bindings);
+    $crate::__bindings::__export_edgepurge_policy!(EdgepurgeComponent with_types_in $crate::__bindings);
         };
     };
 }

@@ -28,7 +28,11 @@ pub enum TaskKind {
 
 /// One purge task, as the control role generated it from a purge request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize), serde(rename_all = "kebab-case", default, deny_unknown_fields))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize),
+    serde(rename_all = "kebab-case", default, deny_unknown_fields)
+)]
 pub struct Task {
     /// Unique id of the task within the control node.
     pub id: u64,
@@ -48,7 +52,11 @@ pub struct Task {
 
 /// Bytes a queue sent in one earlier window, and how long that took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize), serde(rename_all = "kebab-case", default, deny_unknown_fields))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize),
+    serde(rename_all = "kebab-case", default, deny_unknown_fields)
+)]
 pub struct SpeedSample {
     /// Bytes sent in the window.
     pub bytes: u64,
@@ -65,7 +73,11 @@ impl SpeedSample {
 
 /// The state of one durable purge queue (the inputs of S0.3).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize), serde(rename_all = "kebab-case", default, deny_unknown_fields))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize),
+    serde(rename_all = "kebab-case", default, deny_unknown_fields)
+)]
 pub struct QueueState {
     /// Index of the queue.
     pub index: u32,
@@ -135,7 +147,11 @@ pub struct PurgeAction {
 
 /// What an edge does for one task.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize), serde(rename_all = "kebab-case", default, deny_unknown_fields))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize),
+    serde(rename_all = "kebab-case", default, deny_unknown_fields)
+)]
 pub struct PurgePlan {
     /// The scopes to purge, in order; empty means nothing to purge.
     pub actions: Vec<PurgeAction>,
@@ -165,7 +181,11 @@ pub fn header_values<'a, 'n>(headers: &'a [Header], name: &'n str) -> impl Itera
 
 /// The client request, as the edge sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize), serde(rename_all = "kebab-case", default, deny_unknown_fields))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize),
+    serde(rename_all = "kebab-case", default, deny_unknown_fields)
+)]
 pub struct RequestMeta {
     /// Upper-case method.
     pub method: String,
@@ -184,7 +204,11 @@ impl RequestMeta {
 
 /// The origin's response, before it is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize), serde(rename_all = "kebab-case", default, deny_unknown_fields))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize),
+    serde(rename_all = "kebab-case", default, deny_unknown_fields)
+)]
 pub struct ResponseMeta {
     /// HTTP status.
     pub status: u16,
@@ -214,7 +238,11 @@ pub enum StoreChoice {
 
 /// What the edge does with a response on a fill. `CacheDecision::default()` is "no override".
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize), serde(rename_all = "kebab-case", default, deny_unknown_fields))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize),
+    serde(rename_all = "kebab-case", default, deny_unknown_fields)
+)]
 pub struct CacheDecision {
     /// Store or not.
     pub store: StoreChoice,
@@ -272,7 +300,11 @@ impl std::fmt::Display for Hook {
 
 /// The set of hooks a policy implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize), serde(rename_all = "kebab-case", default, deny_unknown_fields))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize),
+    serde(rename_all = "kebab-case", default, deny_unknown_fields)
+)]
 pub struct Hooks {
     /// Implements `select-queue`.
     pub select_queue: bool,
@@ -319,7 +351,11 @@ impl Hooks {
 
 /// What a policy says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize), serde(rename_all = "kebab-case", default, deny_unknown_fields))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize),
+    serde(rename_all = "kebab-case", default, deny_unknown_fields)
+)]
 pub struct PolicyInfo {
     /// Short name.
     pub name: String,

@@ -83,7 +83,11 @@ impl<'a> UrlParts<'a> {
 
     /// The URL keeping only the query pairs `keep` accepts, in their original order.
     pub fn with_query_filtered(&self, keep: impl Fn(&str) -> bool) -> String {
-        let kept: Vec<String> = self.query_pairs().filter(|(k, _)| keep(k)).map(|(k, v)| if v.is_empty() { k.to_owned() } else { format!("{k}={v}") }).collect();
+        let kept: Vec<String> = self
+            .query_pairs()
+            .filter(|(k, _)| keep(k))
+            .map(|(k, v)| if v.is_empty() { k.to_owned() } else { format!("{k}={v}") })
+            .collect();
         let mut out = self.without_query();
         if !kept.is_empty() {
             out.push('?');

@@ -1,1 +1,7 @@
-fn main() {}
+//! End-to-end tests: one binary, one module per feature. Components are built by
+//! `make policies` (which `make test` runs first).
+
+mod cli;
+mod hostile;
+mod policy_cases;
+mod runtime;

@@ -23,8 +23,13 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// Every kind, in a stable order.
-    pub const ALL: [FailureKind; 5] =
-        [FailureKind::Trap, FailureKind::Deadline, FailureKind::Memory, FailureKind::InvalidReturn, FailureKind::Instantiate];
+    pub const ALL: [FailureKind; 5] = [
+        FailureKind::Trap,
+        FailureKind::Deadline,
+        FailureKind::Memory,
+        FailureKind::InvalidReturn,
+        FailureKind::Instantiate,
+    ];
 
     /// Stable lower-case name used in metrics, logs and harness cases (`invalid-return`).
     pub fn name(self) -> &'static str {

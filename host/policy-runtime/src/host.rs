@@ -132,7 +132,8 @@ impl HostState {
             }
         }
         if self.log_dropped > 0 {
-            let note = format!("{} more log lines dropped (at most {MAX_LOG_LINES_PER_CALL} per call)", self.log_dropped);
+            let note =
+                format!("{} more log lines dropped (at most {MAX_LOG_LINES_PER_CALL} per call)", self.log_dropped);
             self.shared.emit(LogSource::Log, LogLevel::Warn, &note);
         }
     }

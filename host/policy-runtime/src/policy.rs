@@ -19,7 +19,9 @@ use crate::bindings::{Policy as Bindings, PolicyPre};
 use crate::failures::{FailureCounts, Failures};
 use crate::host::{HostState, Shared};
 use crate::{returns, types, validate, Error, FailureKind, InstanceReuse, Limits, LogSink, PolicyRuntime, Result};
-use edgepurge_sdk::{defaults, CacheDecision, Hook, PolicyInfo, PurgePlan, QueueState, RequestMeta, ResponseMeta, Task};
+use edgepurge_sdk::{
+    defaults, CacheDecision, Hook, PolicyInfo, PurgePlan, QueueState, RequestMeta, ResponseMeta, Task,
+};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -103,7 +105,11 @@ impl LoadedPolicy {
     /// A policy with no Wasm that answers every hook with the built-in defaults.
     pub fn builtin(config: BTreeMap<String, String>) -> LoadedPolicy {
         LoadedPolicy {
-            info: PolicyInfo { name: "builtin".into(), version: env!("CARGO_PKG_VERSION").into(), hooks: Default::default() },
+            info: PolicyInfo {
+                name: "builtin".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                hooks: Default::default(),
+            },
             shared: Arc::new(Shared { name: "builtin".into(), config: Arc::new(config), sink: None }),
             limits: Limits::default(),
             compiled: None,
@@ -146,7 +152,8 @@ impl LoadedPolicy {
         let pre = linker.instantiate_pre(&component).map_err(|e| Error::WorldMismatch(format!("{e:#}")))?;
         let pre = PolicyPre::new(pre).map_err(|e| Error::WorldMismatch(format!("{e:#}")))?;
 
-        let shared = Arc::new(Shared { name: "loading".into(), config: Arc::new(options.config), sink: options.log_sink });
+        let shared =
+            Arc::new(Shared { name: "loading".into(), config: Arc::new(options.config), sink: options.log_sink });
         let mut policy = LoadedPolicy {
             info: PolicyInfo::default(),
             shared,
@@ -167,7 +174,11 @@ impl LoadedPolicy {
             c.pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
         }
         let shared = &policy.shared;
-        policy.shared = Arc::new(Shared { name: info.name.as_str().into(), config: shared.config.clone(), sink: shared.sink.clone() });
+        policy.shared = Arc::new(Shared {
+            name: info.name.as_str().into(),
+            config: shared.config.clone(),
+            sink: shared.sink.clone(),
+        });
         policy.info = info;
         Ok(policy)
     }
@@ -208,7 +219,8 @@ impl LoadedPolicy {
         if !self.info.hooks.select_queue || tasks.is_empty() || queues.is_empty() {
             return Outcome { value: default(), source: DecisionSource::NotDeclared };
         }
-        let (wt, wq): (Vec<_>, Vec<_>) = (tasks.iter().map(types::task).collect(), queues.iter().map(types::queue).collect());
+        let (wt, wq): (Vec<_>, Vec<_>) =
+            (tasks.iter().map(types::task).collect(), queues.iter().map(types::queue).collect());
         let result = match self.begin().await {
             Ok(mut w) => {
                 let r = w.bindings.call_select_queue(&mut w.store, &wt, &wq, now_ms).await;
@@ -365,14 +377,27 @@ impl LoadedPolicy {
 }
 
 /// Deadline, memory cap or other trap, with the error's text.
+///
+/// The detail is the trap itself (`wasm trap: interrupt`), not the wasm backtrace: policies
+/// are stripped, so frame numbers would only be noise; what the guest printed (e.g. a panic
+/// message on stderr) is forwarded to the log.
 fn classify(err: &wasmtime::Error, memory_refused: bool) -> (FailureKind, String) {
-    let detail = format!("{err:#}");
+    let trap = err.downcast_ref::<Trap>();
+    let detail = match trap {
+        Some(trap) => trap.to_string(),
+        None => err.root_cause().to_string(),
+    };
     let kind = if memory_refused {
         FailureKind::Memory
-    } else if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+    } else if trap == Some(&Trap::Interrupt) {
         FailureKind::Deadline
     } else {
         FailureKind::Trap
+    };
+    let detail = match kind {
+        FailureKind::Memory => format!("memory cap reached ({detail})"),
+        FailureKind::Deadline => format!("deadline passed ({detail})"),
+        _ => detail,
     };
     (kind, detail)
 }

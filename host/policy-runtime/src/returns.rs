@@ -36,18 +36,27 @@ pub fn check_plan(plan: &PurgePlan, task: &Task) -> Result<(), String> {
     for action in &plan.actions {
         let within_host = |h: &str| everything || (!task.host.is_empty() && h.eq_ignore_ascii_case(&task.host));
         match &action.scope {
-            Scope::Everything if !everything => return Err("`everything` scope for a task that is not `everything`".into()),
+            Scope::Everything if !everything => {
+                return Err("`everything` scope for a task that is not `everything`".into())
+            }
             Scope::Everything => {}
-            Scope::Url(s) | Scope::Prefix(s) | Scope::Tag(s) | Scope::Host(s) if s.is_empty() || s.len() > MAX_STRING => {
+            Scope::Url(s) | Scope::Prefix(s) | Scope::Tag(s) | Scope::Host(s)
+                if s.is_empty() || s.len() > MAX_STRING =>
+            {
                 return Err(format!("scope {:?} is empty or longer than {MAX_STRING} bytes", action.scope));
             }
             Scope::Tag(_) => {}
-            Scope::Host(h) if !within_host(h) => return Err(format!("host scope `{h}` is outside the task's host `{}`", task.host)),
+            Scope::Host(h) if !within_host(h) => {
+                return Err(format!("host scope `{h}` is outside the task's host `{}`", task.host))
+            }
             Scope::Host(_) => {}
             Scope::Url(u) | Scope::Prefix(u) => match UrlParts::parse(u) {
                 Some(parts) if within_host(parts.host) => {}
                 Some(parts) => {
-                    return Err(format!("scope `{u}` is on host `{}`, outside the task's host `{}`", parts.host, task.host))
+                    return Err(format!(
+                        "scope `{u}` is on host `{}`, outside the task's host `{}`",
+                        parts.host, task.host
+                    ))
                 }
                 None => return Err(format!("scope `{u}` is not an absolute URL")),
             },
@@ -80,7 +89,10 @@ pub fn check_key(key: &Option<String>) -> Result<(), String> {
 /// A non-empty, short name and version.
 pub fn check_info(info: &PolicyInfo) -> Result<(), String> {
     if info.name.is_empty() || info.name.len() > 64 || info.version.len() > 64 {
-        return Err(format!("name {:?} / version {:?}: the name must be 1–64 bytes, the version at most 64", info.name, info.version));
+        return Err(format!(
+            "name {:?} / version {:?}: the name must be 1–64 bytes, the version at most 64",
+            info.name, info.version
+        ));
     }
     Ok(())
 }
@@ -96,7 +108,8 @@ mod tests {
 
     #[test]
     fn plans_stay_within_the_host() {
-        let task = Task { kind: TaskKind::Url, host: "a.com".into(), target: "https://a.com/x".into(), ..Default::default() };
+        let task =
+            Task { kind: TaskKind::Url, host: "a.com".into(), target: "https://a.com/x".into(), ..Default::default() };
         assert!(check_plan(&plan(Scope::Url("https://a.com/y".into())), &task).is_ok());
         assert!(check_plan(&plan(Scope::Prefix("https://b.com/".into())), &task).is_err());
         assert!(check_plan(&plan(Scope::Host("b.com".into())), &task).is_err());
@@ -109,7 +122,10 @@ mod tests {
     #[test]
     fn selections_name_healthy_queues() {
         let tasks = vec![Task::default(); 2];
-        let queues = vec![QueueState { index: 0, healthy: true, ..Default::default() }, QueueState { index: 1, ..Default::default() }];
+        let queues = vec![
+            QueueState { index: 0, healthy: true, ..Default::default() },
+            QueueState { index: 1, ..Default::default() },
+        ];
         assert!(check_selection(&[0, 0], &tasks, &queues).is_ok());
         assert!(check_selection(&[0], &tasks, &queues).is_err());
         assert!(check_selection(&[0, 1], &tasks, &queues).is_err());
