@@ -71,7 +71,7 @@ async fn memory_bomb_hits_the_memory_cap_and_the_policy_recovers() {
     assert_eq!(out.failure(), Some(FailureKind::Memory), "{:?}", out.source);
     assert_eq!(out.value, defaults::scope_purge(&task));
     // The same policy's well-behaved hook still answers, from a fresh instance.
-    let sq = p.select_queue(&[task.clone()], &queues(), 0).await;
+    let sq = p.select_queue(std::slice::from_ref(&task), &queues(), 0).await;
     assert_eq!(sq.source, DecisionSource::Policy);
     assert_eq!(p.failures().of_kind(FailureKind::Memory), 1);
     runtime_still_serves().await;
