@@ -83,11 +83,22 @@ impl<'a> UrlParts<'a> {
 
     /// The URL keeping only the query pairs `keep` accepts, in their original order.
     pub fn with_query_filtered(&self, keep: impl Fn(&str) -> bool) -> String {
-        let kept: Vec<String> = self
-            .query_pairs()
-            .filter(|(k, _)| keep(k))
-            .map(|(k, v)| if v.is_empty() { k.to_owned() } else { format!("{k}={v}") })
-            .collect();
+        self.with_query_pairs(self.query_pairs().filter(|(k, _)| keep(k)))
+    }
+
+    /// The URL without its query, followed by `pairs` as its query (none: no `?`). A pair with
+    /// an empty value is written as its name alone.
+    ///
+    /// ```
+    /// use edgepurge_sdk::UrlParts;
+    /// let u = UrlParts::parse("https://a.com/x?b=2&a=1&flag").unwrap();
+    /// let mut pairs: Vec<_> = u.query_pairs().collect();
+    /// pairs.sort();
+    /// assert_eq!(u.with_query_pairs(pairs), "https://a.com/x?a=1&b=2&flag");
+    /// ```
+    pub fn with_query_pairs<'p>(&self, pairs: impl IntoIterator<Item = (&'p str, &'p str)>) -> String {
+        let kept: Vec<String> =
+            pairs.into_iter().map(|(k, v)| if v.is_empty() { k.to_owned() } else { format!("{k}={v}") }).collect();
         let mut out = self.without_query();
         if !kept.is_empty() {
             out.push('?');

@@ -140,14 +140,7 @@ pub fn collection<'a>(url: &UrlParts<'a>, prefix: &str) -> Option<&'a str> {
 pub fn allowed_query_key(url: &UrlParts<'_>, allow: &[String]) -> String {
     let mut kept: Vec<(&str, &str)> = url.query_pairs().filter(|(k, _)| allow.iter().any(|a| a == k)).collect();
     kept.sort_by(|a, b| a.0.cmp(b.0));
-    let pairs: Vec<String> =
-        kept.iter().map(|(k, v)| if v.is_empty() { (*k).to_owned() } else { format!("{k}={v}") }).collect();
-    let mut key = url.without_query();
-    if !pairs.is_empty() {
-        key.push('?');
-        key.push_str(&pairs.join("&"));
-    }
-    key
+    url.with_query_pairs(kept)
 }
 
 #[cfg(test)]
