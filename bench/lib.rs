@@ -94,11 +94,13 @@ pub fn sample_queues(k: u32) -> Vec<QueueState> {
         .collect()
 }
 
-/// A browser-like `GET` of an API resource with query string, cookie and accept headers.
+/// A browser-like `GET` of a JSON API collection (`/api/…`, the `api-read-through` policy's
+/// default prefix) whose query string mixes kept parameters with a tracking parameter and a
+/// cache buster, so a `cache-key` hook has filtering and sorting to do.
 pub fn sample_request() -> RequestMeta {
     RequestMeta {
         method: "GET".to_owned(),
-        url: "https://api.example.com/v1/products/12345?fields=name,price&lang=en".to_owned(),
+        url: "https://api.example.com/api/products?sort=name&utm_source=newsletter&page=2&cb=1718".to_owned(),
         headers: vec![
             Header::new("host", "api.example.com"),
             Header::new("accept", "application/json"),
@@ -124,5 +126,23 @@ pub fn sample_response() -> ResponseMeta {
             Header::new("vary", "accept-encoding"),
             Header::new("surrogate-key", "product-12345 catalog"),
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "run `make policies` first")]
+    fn a_missing_policy_says_how_to_build_it() {
+        read_policy("no-such-policy");
+    }
+
+    #[test]
+    fn inputs_have_the_requested_sizes() {
+        assert_eq!(sample_tasks(100).len(), 100);
+        assert_eq!(sample_queues(4).iter().map(|q| q.index).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        assert!(policy_path("default").ends_with("target/policies/default.wasm"));
     }
 }

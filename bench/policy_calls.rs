@@ -224,7 +224,7 @@ fn main() {
     if let (Some(min), Some(max)) = (compile_times.first(), compile_times.last()) {
         let median = compile_times[compile_times.len() / 2];
         eprintln!(
-            "compile_time() of default.wasm ({} bytes) over {} loads: median {median:.2?} (min {min:.2?}, max {max:.2?})",
+            "compile_time() of default.wasm ({} bytes) over {} load(s): median {median:.2?} (min {min:.2?}, max {max:.2?})",
             bytes.len(),
             compile_times.len()
         );
