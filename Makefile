@@ -27,6 +27,7 @@ dev: build
 
 ## make test: everything the tests need, then all tests, fmt and clippy.
 test: lint policies
+	$(CARGO) build -p edgepurge    # tests/e2e/cli.rs runs the binary as a user does
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 	$(MAKE) --no-print-directory policy-cases
