@@ -119,6 +119,46 @@ mod tests {
         assert!(check_plan(&plan(Scope::Everything), &all).is_ok());
     }
 
+    fn arb_task() -> impl proptest::strategy::Strategy<Value = Task> {
+        use proptest::prelude::*;
+        let kinds = prop_oneof![
+            Just(TaskKind::Url),
+            Just(TaskKind::Prefix),
+            Just(TaskKind::Tag),
+            Just(TaskKind::Host),
+            Just(TaskKind::Everything),
+            Just(TaskKind::Warm)
+        ];
+        (kinds, "[a-z]{1,8}\\.(com|net)", "[a-z0-9/._-]{0,20}", any::<bool>()).prop_map(|(kind, host, path, soft)| {
+            let target = match kind {
+                TaskKind::Tag => format!("tag-{path}"),
+                TaskKind::Host => host.clone(),
+                TaskKind::Everything => String::new(),
+                _ => format!("https://{host}/{path}"),
+            };
+            let host = if kind == TaskKind::Everything { String::new() } else { host };
+            Task { kind, target, host, soft, ..Default::default() }
+        })
+    }
+
+    proptest::proptest! {
+        /// The built-in scoping of a well-formed task always passes the host's own checks, so
+        /// the default policy is never refused.
+        #[test]
+        fn default_plans_are_always_accepted(task in arb_task()) {
+            let plan = edgepurge_sdk::defaults::scope_purge(&task);
+            proptest::prop_assert_eq!(check_plan(&plan, &task), Ok(()));
+        }
+
+        /// A URL or prefix scope on any other host is always refused.
+        #[test]
+        fn other_hosts_are_always_refused(task in arb_task(), other in "[a-z]{1,8}\\.org", path in "[a-z/]{0,10}") {
+            proptest::prop_assume!(task.kind != TaskKind::Everything);
+            let scope = Scope::Prefix(format!("https://{other}/{path}"));
+            proptest::prop_assert!(check_plan(&plan(scope), &task).is_err());
+        }
+    }
+
     #[test]
     fn selections_name_healthy_queues() {
         let tasks = vec![Task::default(); 2];
