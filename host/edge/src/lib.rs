@@ -1,0 +1,17 @@
+//! # edgepurge-edge — the edge role
+//!
+//! A caching reverse proxy (RFC 9111) with collapsed fills, policy-driven cache rules and
+//! constant-time scoped purges. Modules:
+//! - [`http_cache`] — the pure RFC 9111 decisions (storability, freshness, validation, Vary,
+//!   Cache-Status, Range, invalidation by unsafe methods).
+//! - [`fill`] — collapsed fills: one origin request per key, streamed to every waiter, with the
+//!   S4.1 waiter threshold.
+//! - [`config`] — `edge.toml`.
+//! - [`purge`] — tasks through `scope-purge` into constant-time store purges.
+//! - [`policy_slot`] — the swappable current policy.
+
+pub mod config;
+pub mod fill;
+pub mod http_cache;
+pub mod policy_slot;
+pub mod purge;
