@@ -30,11 +30,46 @@ impl CacheControl {
 
     /// Combines every `Cache-Control` header in `headers`.
     pub fn from_headers(headers: &[Header]) -> CacheControl {
+        CacheControl::from_values(header_values(headers, "cache-control"))
+    }
+
+    /// Combines several `Cache-Control` values (e.g. every header line of one message).
+    pub fn from_values<'a>(values: impl IntoIterator<Item = &'a str>) -> CacheControl {
         let mut cc = CacheControl::default();
-        for value in header_values(headers, "cache-control") {
+        for value in values {
             cc.add(value);
         }
         cc
+    }
+
+    /// Whether no directive is present.
+    pub fn is_empty(&self) -> bool {
+        self.directives.is_empty()
+    }
+
+    /// A delta-seconds directive read strictly, as a cache must (RFC 9111 §4.2.1): repeated
+    /// with different arguments, or with an unparsable one, it is invalid and reads as `0`
+    /// (stale); values beyond 2^31 are capped (§1.2.2). `None` when absent.
+    ///
+    /// ```
+    /// use edgepurge_sdk::CacheControl;
+    /// assert_eq!(CacheControl::parse("max-age=5, max-age=5").strict_seconds("max-age"), Some(5));
+    /// assert_eq!(CacheControl::parse("max-age=5, max-age=6").strict_seconds("max-age"), Some(0));
+    /// assert_eq!(CacheControl::parse("max-age=x").strict_seconds("max-age"), Some(0));
+    /// ```
+    pub fn strict_seconds(&self, name: &str) -> Option<u32> {
+        let mut found: Option<&Option<String>> = None;
+        for (n, arg) in &self.directives {
+            if n != name {
+                continue;
+            }
+            match found {
+                Some(prev) if prev != arg => return Some(0),
+                _ => found = Some(arg),
+            }
+        }
+        let arg = found?.as_deref().unwrap_or("");
+        Some(arg.parse::<u64>().map(|s| s.min(1 << 31) as u32).unwrap_or(0))
     }
 
     fn add(&mut self, value: &str) {

@@ -76,34 +76,21 @@ pub fn vary_key<'a>(
     Some(key)
 }
 
-/// The `Cache-Control` directives of one message (every `Cache-Control` line combined).
-/// Names are lower-cased, arguments unquoted.
+/// The `Cache-Control` directives of one message (every `Cache-Control` line combined), read
+/// with the SDK's one directive parser ([`edgepurge_sdk::CacheControl`]).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Directives(Vec<(String, Option<String>)>);
+pub(crate) struct Directives(edgepurge_sdk::CacheControl);
 
 impl Directives {
     /// Parses every `Cache-Control` value in `headers`.
     pub(crate) fn of(headers: &HeaderMap) -> Directives {
-        let mut out = Vec::new();
-        for value in headers.get_all(header::CACHE_CONTROL).iter().filter_map(|v| v.to_str().ok()) {
-            for part in split_outside_quotes(value) {
-                let part = part.trim();
-                if part.is_empty() {
-                    continue;
-                }
-                let (name, arg) = match part.split_once('=') {
-                    Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"').to_owned())),
-                    None => (part, None),
-                };
-                out.push((name.to_ascii_lowercase(), arg));
-            }
-        }
-        Directives(out)
+        let values = headers.get_all(header::CACHE_CONTROL).iter().filter_map(|v| v.to_str().ok());
+        Directives(edgepurge_sdk::CacheControl::from_values(values))
     }
 
     /// Whether the directive is present (with or without an argument).
     pub(crate) fn has(&self, name: &str) -> bool {
-        self.0.iter().any(|(n, _)| n == name)
+        self.0.has(name)
     }
 
     /// Whether any directive is present at all.
@@ -111,40 +98,10 @@ impl Directives {
         self.0.is_empty()
     }
 
-    /// A delta-seconds directive. Conflicting repetitions or an unparsable argument make the
-    /// value invalid, which RFC 9111 §4.2.1 says to treat as stale: `Some(0)`. Values beyond
-    /// 2^31 are capped (§1.2.2).
+    /// A delta-seconds directive, read strictly (conflicting or unparsable → `Some(0)`).
     pub(crate) fn seconds(&self, name: &str) -> Option<u64> {
-        let mut found: Option<&Option<String>> = None;
-        for (n, arg) in &self.0 {
-            if n != name {
-                continue;
-            }
-            match found {
-                Some(prev) if prev != arg => return Some(0),
-                _ => found = Some(arg),
-            }
-        }
-        let arg = found?.as_deref().unwrap_or("");
-        Some(arg.parse::<u64>().map(|s| s.min(1 << 31)).unwrap_or(0))
+        self.0.strict_seconds(name).map(u64::from)
     }
-}
-
-fn split_outside_quotes(value: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut start, mut quoted) = (0, false);
-    for (i, c) in value.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => {
-                parts.push(&value[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&value[start..]);
-    parts
 }
 
 /// The purge tags of a response: `Surrogate-Key` (space-separated) and `Cache-Tag`
