@@ -21,7 +21,7 @@ fn run(args: &[&str]) -> (Output, String) {
 
 #[test]
 fn check_lists_the_hooks_of_the_default_policy() {
-    let (out, text) = run(&["policy", "check", "target/policies/default.wasm"]);
+    let (out, text) = run(&["policy", "check", "target/policies/default.wasm", "--deadline-ms", "2000"]);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("policy   default"), "{text}");
     assert!(text.contains("hooks    select-queue, scope-purge, cache-rules"), "{text}");

@@ -123,7 +123,7 @@ async fn a_hundred_megabytes_of_stdout_costs_the_host_only_the_cap() {
     assert_eq!(log_lines, 256, "log lines per call are capped");
     assert!(log.iter().any(|l| l.contains("744 more log lines dropped")));
     // With the production deadline the same call is cut off, and the default answers.
-    let h = PolicyTest::using_fixture("huge-stdout").load().await.unwrap();
+    let h = PolicyTest::using_fixture("huge-stdout").deadline_ms(10).load().await.unwrap();
     let out = h.policy().cache_key(&request()).await;
     assert_eq!((out.failure(), out.value), (Some(FailureKind::Deadline), None));
 }
