@@ -1,7 +1,8 @@
-//! The `edgepurge` binary. Today: the policy tools of the SDK harness (`edgepurge policy
-//! check`, `edgepurge policy test`). The control role, the edge role and the local cluster
-//! join as subcommands of this same binary.
+//! The `edgepurge` binary: the edge role (`edgepurge edge`) and the policy tools of the SDK
+//! harness (`edgepurge policy check`, `edgepurge policy test`). The control role and the local
+//! cluster join as subcommands of this same binary.
 
+mod edge_cmd;
 mod policy_cmd;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the edge role: a caching reverse proxy with constant-time purges.
+    Edge(edge_cmd::EdgeArgs),
     /// Check and test policy components (the SDK harness).
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
@@ -31,7 +34,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Policy(cmd) => policy_cmd::run(cmd).await,
+            Command::Edge(args) => edge_cmd::run(args).await,
         }
     });
     match result {

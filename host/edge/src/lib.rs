@@ -9,9 +9,14 @@
 //! - [`config`] — `edge.toml`.
 //! - [`purge`] — tasks through `scope-purge` into constant-time store purges.
 //! - [`policy_slot`] — the swappable current policy.
+//! - [`server`] — the listeners: [`server::run`], [`server::Edge`] (proxy path in `proxy`,
+//!   origin fills in `origin`).
 
 pub mod config;
 pub mod fill;
 pub mod http_cache;
+mod origin;
 pub mod policy_slot;
+pub mod proxy;
 pub mod purge;
+pub mod server;

@@ -1,0 +1,274 @@
+//! The origin side of the proxy: the shared state, the origin client, and the collapsed-fill
+//! task run by a fill's leader (fetch, `cache-rules`, store, stream to every waiter).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use edgepurge_edge_cache::{CacheStore, EntryMeta, FillToken, StoreConfig, Variant};
+use edgepurge_sdk::{Header, RequestMeta, ResponseMeta};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::{EdgeConfig, OriginConfig};
+use crate::fill::{FillConfig, FillError, FillHead, FillLeader, FillMap};
+use crate::http_cache::{
+    self, CacheConfig, CacheStatusKind, Forward, StoreVerdict, StoredResponse, RFC_CACHEABLE_STATUSES,
+};
+use crate::policy_slot::PolicySlot;
+use crate::purge::PurgeExecutor;
+
+/// Boxed error of the bodies the proxy relays.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// A request or response body relayed by the proxy.
+pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Internal head headers carrying the `Cache-Status` a fill's waiters answer with: the first for
+/// the request that started the fill, the second for collapsed ones. Removed before sending.
+pub(crate) const STATUS_OWN: &str = "x-edgepurge-internal-status";
+pub(crate) const STATUS_COLLAPSED: &str = "x-edgepurge-internal-status-collapsed";
+
+/// Everything the proxy and the admin listener share.
+pub(crate) struct Shared {
+    pub config: EdgeConfig,
+    pub cache_cfg: CacheConfig,
+    pub store: Arc<CacheStore<StoredResponse>>,
+    pub fills: FillMap<String>,
+    pub policy: PolicySlot,
+    pub purger: PurgeExecutor<StoredResponse>,
+    client: Client<HttpConnector, ProxyBody>,
+}
+
+impl Shared {
+    pub fn new(config: EdgeConfig, policy: PolicySlot) -> anyhow::Result<Arc<Shared>> {
+        let mib = |m: u64| m.saturating_mul(1 << 20);
+        let store_cfg =
+            StoreConfig::new(mib(config.cache.capacity_mib)).with_max_object_bytes(mib(config.cache.max_object_mib));
+        let store = CacheStore::new(store_cfg, |v: &StoredResponse| u64::from(v.weight()))
+            .map_err(|e| anyhow::anyhow!("cache store: {e}"))?;
+        let store = Arc::new(store);
+        let fills = FillMap::new(FillConfig {
+            max_waiters: config.collapse.max_waiters,
+            wait_timeout: Duration::from_millis(config.collapse.wait_timeout_ms),
+            ..FillConfig::default()
+        });
+        let cache_cfg = CacheConfig {
+            honor_origin: config.cache.honor_origin,
+            default_ttl: config.cache.default_ttl_secs.map(Duration::from_secs),
+            honor_client_cache_control: config.cache.honor_client_cache_control,
+            cacheable_statuses: RFC_CACHEABLE_STATUSES.to_vec(),
+        };
+        let connect = config.origins.iter().map(OriginConfig::connect_timeout).max();
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect.unwrap_or(Duration::from_secs(2))));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let purger = PurgeExecutor::new(Arc::clone(&store), policy.clone());
+        Ok(Arc::new(Shared { config, cache_cfg, store, fills, policy, purger, client }))
+    }
+
+    /// Sends `req` to `origin`, waiting at most its read timeout for the response head.
+    pub async fn send(&self, origin: &OriginConfig, req: Request<ProxyBody>) -> Result<Response<Incoming>, FillError> {
+        match tokio::time::timeout(origin.read_timeout(), self.client.request(req)).await {
+            Err(_) => Err(FillError::Timeout),
+            Ok(Err(e)) => {
+                let mut msg = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    msg = format!("{msg}: {s}");
+                    source = s.source();
+                }
+                Err(FillError::OriginFailed(msg))
+            }
+            Ok(Ok(resp)) => Ok(resp),
+        }
+    }
+
+    /// Stores a filled response under its key and `Vary` variant (and, for a varying response,
+    /// also as the key's base entry, which tells lookups which headers the key varies on).
+    pub fn store_response(&self, token: FillToken, key: &str, url: &str, host: &str, stored: StoredResponse) {
+        let meta =
+            EntryMeta::new(url, host).with_tags(stored.tags.clone()).with_keep_for(stored.keep_for(SystemTime::now()));
+        let variant = Variant::from_headers(stored.vary.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        if !stored.vary.is_empty() {
+            let _ = self.store.insert_filled(token, key, &Variant::none(), meta.clone(), stored.clone());
+        }
+        if let Err(e) = self.store.insert_filled(token, key, &variant, meta, stored) {
+            tracing::debug!(key, error = %e, "response not stored");
+        }
+    }
+}
+
+/// An empty body.
+pub(crate) fn empty() -> ProxyBody {
+    Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// The origin URI for a request path.
+pub(crate) fn origin_uri(origin: &OriginConfig, path_and_query: &str) -> String {
+    format!("{}{}", origin.url.trim_end_matches('/'), path_and_query)
+}
+
+/// A request to the origin.
+pub(crate) fn origin_request(method: Method, uri: &str, headers: HeaderMap, body: ProxyBody) -> Request<ProxyBody> {
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri.parse().unwrap_or_default();
+    *req.headers_mut() = headers;
+    req
+}
+
+/// Headers as the policy sees them.
+pub(crate) fn sdk_headers(headers: &HeaderMap) -> Vec<Header> {
+    headers
+        .iter()
+        .map(|(n, v)| Header { name: n.as_str().to_owned(), value: String::from_utf8_lossy(v.as_bytes()).into_owned() })
+        .collect()
+}
+
+/// `Cache-Status` values for the request that started a fill and for collapsed waiters.
+fn statuses(kind: CacheStatusKind, detail: Option<&str>, ttl: Option<i64>) -> (HeaderValue, HeaderValue) {
+    let own = http_cache::cache_status(kind, detail, ttl);
+    let collapsed = match kind {
+        CacheStatusKind::Forward { fwd, fwd_status, stored, .. } => {
+            let kind = CacheStatusKind::Forward { fwd, fwd_status, stored, collapsed: true };
+            http_cache::cache_status(kind, detail, ttl)
+        }
+        CacheStatusKind::Hit => own.clone(),
+    };
+    (own, collapsed)
+}
+
+fn with_statuses(mut headers: HeaderMap, (own, collapsed): (HeaderValue, HeaderValue)) -> HeaderMap {
+    headers.insert(HeaderName::from_static(STATUS_OWN), own);
+    headers.insert(HeaderName::from_static(STATUS_COLLAPSED), collapsed);
+    headers
+}
+
+/// Publishes a stored response as the whole fill and finishes it.
+fn publish_stored(leader: FillLeader<String>, stored: &StoredResponse, kind: CacheStatusKind, detail: Option<&str>) {
+    let now = SystemTime::now();
+    let mut headers = stored.headers.clone();
+    headers.insert(header::AGE, HeaderValue::from(stored.age(now).as_secs()));
+    let headers = with_statuses(headers, statuses(kind, detail, Some(stored.ttl_remaining(now))));
+    leader.publish_head(FillHead { status: stored.status, headers });
+    leader.publish_chunk(stored.body.clone());
+    leader.finish();
+}
+
+/// What a fill fetches and where it stores the result.
+pub(crate) struct FillJob {
+    pub origin: OriginConfig,
+    /// The origin URI.
+    pub uri: String,
+    /// Headers for the origin request (hop-by-hop and client conditionals removed).
+    pub headers: HeaderMap,
+    pub key: String,
+    /// The normalised URL and its host (the entry's purge metadata).
+    pub url: String,
+    pub host: String,
+    /// Why the request went forward (`Cache-Status`).
+    pub fwd: Forward,
+    /// A stored copy being revalidated, with the conditional headers to send.
+    pub revalidate: Option<(StoredResponse, HeaderMap)>,
+}
+
+fn stale_or_fail(leader: FillLeader<String>, job: &FillJob, error: FillError, fwd_status: StatusCode) {
+    if let Some((stored, _)) = &job.revalidate {
+        if http_cache::stale_if_error_allowed(stored, SystemTime::now()) {
+            let kind = CacheStatusKind::Forward {
+                fwd: Forward::Stale,
+                fwd_status: Some(fwd_status),
+                stored: false,
+                collapsed: false,
+            };
+            return publish_stored(leader, stored, kind, Some("stale-if-error"));
+        }
+    }
+    leader.fail(error);
+}
+
+/// The leader's work: fetch from origin, decide storage, stream to the waiters, store.
+pub(crate) async fn run_fill(shared: Arc<Shared>, leader: FillLeader<String>, job: FillJob) {
+    let token = shared.store.begin_fill();
+    let mut headers = job.headers.clone();
+    if let Some((_, conditional)) = &job.revalidate {
+        headers.extend(conditional.clone());
+    }
+    let (req_parts, ()) = origin_request(Method::GET, &job.uri, job.headers.clone(), empty()).map(|_| ()).into_parts();
+    let resp = match shared.send(&job.origin, origin_request(Method::GET, &job.uri, headers, empty())).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let status = e.status();
+            return stale_or_fail(leader, &job, e, status);
+        }
+    };
+    let now = SystemTime::now();
+    let status = resp.status();
+    if let Some((stored, _)) = &job.revalidate {
+        if status == StatusCode::NOT_MODIFIED {
+            let (parts, _) = resp.into_parts();
+            let Some(merged) = http_cache::merge_304(stored, &req_parts, &parts, now) else {
+                return leader.fail(FillError::OriginFailed("304 names another representation".into()));
+            };
+            let kind =
+                CacheStatusKind::Forward { fwd: job.fwd, fwd_status: Some(status), stored: true, collapsed: false };
+            shared.store_response(token, &job.key, &job.url, &job.host, merged.clone());
+            return publish_stored(leader, &merged, kind, None);
+        }
+        if status.is_server_error() {
+            return stale_or_fail(leader, &job, FillError::OriginFailed(format!("origin answered {status}")), status);
+        }
+    }
+    let (parts, mut body) = resp.into_parts();
+    let policy = shared.policy.current();
+    let request_meta =
+        RequestMeta { method: "GET".into(), url: job.url.clone(), headers: sdk_headers(&req_parts.headers) };
+    let response_meta = ResponseMeta { status: status.as_u16(), headers: sdk_headers(&parts.headers) };
+    let decision = policy.cache_rules(&request_meta, &response_meta).await.value;
+    let verdict = http_cache::prepare_store(&req_parts, &parts, &decision, &shared.cache_cfg, now);
+    let (plan, detail) = match verdict {
+        StoreVerdict::Store(plan) => (Some(plan), None),
+        StoreVerdict::DoNotStore(reason) => (None, Some(reason)),
+    };
+    let ttl = plan.as_ref().map(|p| i64::try_from(p.ttl.as_secs()).unwrap_or(i64::MAX));
+    let kind =
+        CacheStatusKind::Forward { fwd: job.fwd, fwd_status: Some(status), stored: plan.is_some(), collapsed: false };
+    let mut out_headers = parts.headers.clone();
+    http_cache::strip_hop_by_hop(&mut out_headers);
+    leader.publish_head(FillHead { status, headers: with_statuses(out_headers, statuses(kind, detail, ttl)) });
+
+    let max_object = shared.store.config().max_object_bytes;
+    let mut buf = BytesMut::new();
+    let mut keep = plan.is_some();
+    loop {
+        match tokio::time::timeout(job.origin.read_timeout(), body.frame()).await {
+            Err(_) => return leader.fail(FillError::Timeout),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return leader.fail(FillError::OriginFailed(e.to_string())),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if keep {
+                        if (buf.len() + data.len()) as u64 > max_object {
+                            keep = false;
+                            buf = BytesMut::new();
+                        } else {
+                            buf.extend_from_slice(&data);
+                        }
+                    }
+                    leader.publish_chunk(data);
+                }
+            }
+        }
+    }
+    if let Some(plan) = plan.filter(|_| keep) {
+        shared.store_response(token, &job.key, &job.url, &job.host, plan.into_stored(buf.freeze()));
+    }
+    leader.finish();
+}

@@ -1,0 +1,214 @@
+//! The edge's listeners: the proxy (HTTP/1.1 and HTTP/2 cleartext, hyper-util's auto server)
+//! and the admin listener (`POST /purge`, `GET /metrics`), with graceful shutdown.
+//!
+//! ```no_run
+//! # async fn f(config: edgepurge_edge::config::EdgeConfig) -> anyhow::Result<()> {
+//! use edgepurge_policy_runtime::LoadedPolicy;
+//! let policy = LoadedPolicy::builtin(config.policy.config.clone());
+//! let edge = edgepurge_edge::server::Edge::new(config, policy)?.bind().await?;
+//! println!("proxy on {}, admin on {}", edge.proxy_addr(), edge.admin_addr());
+//! edge.serve(tokio::signal::ctrl_c()).await
+//! # }
+//! ```
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use edgepurge_edge_cache::{PurgeMode, ScopeKind};
+use edgepurge_policy_runtime::LoadedPolicy;
+use edgepurge_sdk::Task;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::config::EdgeConfig;
+use crate::origin::{ProxyBody, Shared};
+use crate::policy_slot::PolicySlot;
+use crate::proxy::{self, full, text};
+
+/// How long shutdown waits for in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest accepted `POST /purge` body.
+const MAX_TASK_BYTES: usize = 1 << 20;
+
+/// Runs the edge until `shutdown` completes, then drains in-flight requests.
+pub async fn run(config: EdgeConfig, policy: LoadedPolicy, shutdown: impl Future) -> anyhow::Result<()> {
+    Edge::new(config, policy)?.bind().await?.serve(shutdown).await
+}
+
+/// The edge before its listeners are bound.
+pub struct Edge {
+    shared: Arc<Shared>,
+}
+
+impl Edge {
+    /// An edge with its cache store, fill map and origin client, serving with `policy`.
+    pub fn new(config: EdgeConfig, policy: LoadedPolicy) -> anyhow::Result<Edge> {
+        Ok(Edge { shared: Shared::new(config, PolicySlot::new(policy))? })
+    }
+
+    /// The policy slot, to replace the policy while serving.
+    pub fn policy(&self) -> PolicySlot {
+        self.shared.policy.clone()
+    }
+
+    /// Binds the proxy (`listen`) and admin (`admin-listen`) listeners; port 0 picks a free port.
+    pub async fn bind(self) -> anyhow::Result<BoundEdge> {
+        let config = &self.shared.config;
+        let proxy = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} (listen): {e}", config.listen))?;
+        let admin = TcpListener::bind(config.admin_listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} (admin-listen): {e}", config.admin_listen))?;
+        Ok(BoundEdge { shared: self.shared, proxy, admin })
+    }
+}
+
+/// The edge with bound listeners.
+pub struct BoundEdge {
+    shared: Arc<Shared>,
+    proxy: TcpListener,
+    admin: TcpListener,
+}
+
+impl BoundEdge {
+    /// The proxy listener's address.
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy.local_addr().expect("bound listener has an address")
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().expect("bound listener has an address")
+    }
+
+    /// The policy slot, to replace the policy while serving.
+    pub fn policy(&self) -> PolicySlot {
+        self.shared.policy.clone()
+    }
+
+    /// Serves both listeners until `shutdown` completes; then stops accepting and waits (up to
+    /// 30 s) for the requests in flight.
+    pub async fn serve(self, shutdown: impl Future) -> anyhow::Result<()> {
+        let BoundEdge { shared, proxy, admin } = self;
+        let _sweeper = shared.store.spawn_sweeper(Duration::from_secs(1), 10_000)?;
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let graceful = GracefulShutdown::new();
+        tracing::info!(proxy = %proxy.local_addr()?, admin = %admin.local_addr()?, "edge listening");
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, is_admin) = tokio::select! {
+                accepted = proxy.accept() => (accepted, false),
+                accepted = admin.accept() => (accepted, true),
+                _ = &mut shutdown => break,
+            };
+            let stream = match stream {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let shared = Arc::clone(&shared);
+            let service = service_fn(move |req: Request<Incoming>| {
+                let shared = Arc::clone(&shared);
+                async move {
+                    let resp =
+                        if is_admin { admin_handle(&shared, req).await } else { proxy::handle(shared, req).await };
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop((proxy, admin));
+        tracing::info!("edge shutting down: draining requests in flight");
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+            tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; closing");
+        }
+        Ok(())
+    }
+}
+
+fn json(status: StatusCode, body: String) -> Response<ProxyBody> {
+    let mut resp = Response::new(full(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// The admin listener: `POST /purge`, `GET /metrics`.
+async fn admin_handle(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
+    match (req.method(), req.uri().path()) {
+        (&Method::POST, "/purge") => {
+            let body = match Limited::new(req.into_body(), MAX_TASK_BYTES).collect().await {
+                Ok(body) => body.to_bytes(),
+                Err(e) => return text(StatusCode::BAD_REQUEST, format!("cannot read the task: {e}")),
+            };
+            let task: Task = match serde_json::from_slice(&body) {
+                Ok(task) => task,
+                Err(e) => return text(StatusCode::BAD_REQUEST, format!("invalid task JSON: {e}")),
+            };
+            match shared.purger.apply(&task).await {
+                Ok(report) => json(StatusCode::OK, serde_json::to_string(&report).unwrap_or_default()),
+                Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
+            }
+        }
+        (&Method::GET, "/metrics") => {
+            let mut resp = text(StatusCode::OK, metrics(shared));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            resp
+        }
+        (_, path) => text(StatusCode::NOT_FOUND, format!("no admin endpoint {path}: use POST /purge or GET /metrics")),
+    }
+}
+
+/// The Prometheus text exposition of the store and fill counters.
+fn metrics(shared: &Shared) -> String {
+    let store = shared.store.stats();
+    let fills = shared.fills.stats();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    };
+    metric("edgepurge_cache_entries", "gauge", "Objects stored.", store.entries);
+    metric("edgepurge_cache_bytes", "gauge", "Bytes stored (weighed).", store.bytes);
+    metric("edgepurge_cache_hits_total", "counter", "Store lookups that found an object.", store.hits);
+    metric("edgepurge_cache_misses_total", "counter", "Store lookups that found nothing.", store.misses);
+    metric("edgepurge_cache_evictions_total", "counter", "Objects evicted for space.", store.evictions);
+    metric("edgepurge_cache_expirations_total", "counter", "Objects expired.", store.expirations);
+    metric("edgepurge_fills_total", "counter", "Origin fills started.", fills.fills_started);
+    metric("edgepurge_fill_waiters_total", "counter", "Requests collapsed onto a fill.", fills.followers_joined);
+    metric("edgepurge_busy_total", "counter", "Requests answered busy (S4.1).", fills.busy);
+    metric("edgepurge_fill_failures_total", "counter", "Fills that failed.", fills.leader_failures);
+    metric("edgepurge_fills_in_flight", "gauge", "Fills in progress.", shared.fills.in_flight() as u64);
+    let _ = writeln!(out, "# HELP edgepurge_purges_total Purges applied, by scope and mode.");
+    let _ = writeln!(out, "# TYPE edgepurge_purges_total counter");
+    for kind in ScopeKind::ALL {
+        for mode in [PurgeMode::Hard, PurgeMode::Soft] {
+            let value = store.purges.get(kind, mode);
+            let _ =
+                writeln!(out, "edgepurge_purges_total{{scope=\"{}\",mode=\"{}\"}} {value}", kind.name(), mode.name());
+        }
+    }
+    out
+}
