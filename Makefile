@@ -22,8 +22,9 @@ dev: build
 	@echo "  $(BUILD_DIR)/debug/edgepurge policy check target/policies/default.wasm"
 	@$(BUILD_DIR)/debug/edgepurge policy check target/policies/default.wasm
 	@echo ""
+	@echo "The edge role runs on its own: $(BUILD_DIR)/debug/edgepurge edge --config host/edge/edge.example.toml"
 	@echo "Not there yet: the local cluster (edgepurge dev: control role, edges, demo origin)"
-	@echo "arrives with issue [4]; the edge role with [2] and the control role with [3]."
+	@echo "arrives with issue [4]; the control role with [3]."
 
 ## make test: everything the tests need, then all tests, fmt and clippy.
 test: lint policies

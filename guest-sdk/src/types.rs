@@ -109,6 +109,14 @@ pub enum PurgeMode {
 }
 
 impl PurgeMode {
+    /// `hard` or `soft` (metric labels, logs).
+    pub fn name(self) -> &'static str {
+        match self {
+            PurgeMode::Hard => "hard",
+            PurgeMode::Soft => "soft",
+        }
+    }
+
     /// `Soft` when `soft` is true, else `Hard`.
     pub fn from_soft(soft: bool) -> Self {
         if soft {

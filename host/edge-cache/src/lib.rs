@@ -50,34 +50,11 @@ pub use stats::{PurgeCounts, StoreStats};
 pub use store::{CacheStore, FillToken, PurgeOutcome, StoreConfig};
 pub use sweep::{SweepReport, Sweeper};
 
-/// What a purge applies to.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Scope {
-    /// Every variant of every entry whose normalised URL equals this one.
-    Url(String),
-    /// Every entry whose normalised URL starts with this string (any byte prefix, not only up to
-    /// a `/`; the empty prefix matches everything).
-    Prefix(String),
-    /// Every entry carrying this tag (surrogate key).
-    Tag(String),
-    /// Every entry of this host.
-    Host(String),
-    /// Every entry.
-    Everything,
-}
-
-impl Scope {
-    /// The scope's kind, for counting.
-    pub fn kind(&self) -> ScopeKind {
-        match self {
-            Scope::Url(_) => ScopeKind::Url,
-            Scope::Prefix(_) => ScopeKind::Prefix,
-            Scope::Tag(_) => ScopeKind::Tag,
-            Scope::Host(_) => ScopeKind::Host,
-            Scope::Everything => ScopeKind::Everything,
-        }
-    }
-}
+/// What a purge applies to and how: the SDK's types, so a policy's `scope-purge` plan applies
+/// as it is. For [`Scope::Prefix`], any byte prefix of the normalised URL counts (the empty
+/// prefix matches everything); [`PurgeMode::Soft`] keeps entries but returns them with
+/// [`Hit::soft_purged`] set.
+pub use edgepurge_sdk::{PurgeMode, Scope};
 
 /// The kinds of [`Scope`], without their arguments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -95,6 +72,17 @@ pub enum ScopeKind {
 }
 
 impl ScopeKind {
+    /// The kind of a scope, for counting.
+    pub fn of(scope: &Scope) -> ScopeKind {
+        match scope {
+            Scope::Url(_) => ScopeKind::Url,
+            Scope::Prefix(_) => ScopeKind::Prefix,
+            Scope::Tag(_) => ScopeKind::Tag,
+            Scope::Host(_) => ScopeKind::Host,
+            Scope::Everything => ScopeKind::Everything,
+        }
+    }
+
     /// Every kind, in declaration order.
     pub const ALL: [ScopeKind; 5] =
         [ScopeKind::Url, ScopeKind::Prefix, ScopeKind::Tag, ScopeKind::Host, ScopeKind::Everything];
@@ -107,25 +95,6 @@ impl ScopeKind {
             ScopeKind::Tag => "tag",
             ScopeKind::Host => "host",
             ScopeKind::Everything => "everything",
-        }
-    }
-}
-
-/// How a purge treats the objects it matches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PurgeMode {
-    /// Gone: lookups miss, memory is reclaimed (at once for exact URLs, by the sweeper otherwise).
-    Hard = 0,
-    /// Kept but stale: lookups return them with [`Hit::soft_purged`] set.
-    Soft = 1,
-}
-
-impl PurgeMode {
-    /// A lowercase name, for metric labels.
-    pub fn name(self) -> &'static str {
-        match self {
-            PurgeMode::Hard => "hard",
-            PurgeMode::Soft => "soft",
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::key::{EntryKey, KeyRef, Variant};
 use crate::markers::{MarkerSet, Verdict};
 use crate::stats::{bump, Counters, StoreStats};
 use crate::sweep::SweepState;
-use crate::{ConfigError, InsertError, PurgeMode, Scope};
+use crate::{ConfigError, InsertError, PurgeMode, Scope, ScopeKind};
 
 /// Sizing of a [`CacheStore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -309,7 +309,7 @@ impl<V: Send + Sync + 'static> CacheStore<V> {
             markers.current.record(scope, mode, seq);
             seq
         };
-        self.shared.counters.purged(scope.kind(), mode);
+        self.shared.counters.purged(ScopeKind::of(scope), mode);
         let mut direct = 0;
         if let Scope::Url(url) = scope {
             for entry in self.shared.index.entries_for_url(url) {

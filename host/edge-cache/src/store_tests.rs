@@ -84,7 +84,7 @@ fn every_scope_purges_hard_and_soft() {
             // Storing again (after revalidation) makes it fresh.
             put(&s, "https://h/a/b", "v1", "h", &["t"]);
             assert_eq!(look(&s, "https://h/a/b", "v1"), Some(false), "{scope:?} {mode:?}");
-            assert_eq!(s.stats().purges.get(scope.kind(), mode), 1);
+            assert_eq!(s.stats().purges.get(ScopeKind::of(&scope), mode), 1);
         }
     }
 }

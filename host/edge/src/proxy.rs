@@ -171,18 +171,6 @@ fn serve_stored(
     resp
 }
 
-/// The validators of a stored response, for a background refresh.
-fn conditional_headers(stored: &StoredResponse) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    if let Some(etag) = stored.headers.get(header::ETAG) {
-        headers.insert(header::IF_NONE_MATCH, etag.clone());
-    }
-    if let Some(lm) = stored.headers.get(header::LAST_MODIFIED) {
-        headers.insert(header::IF_MODIFIED_SINCE, lm.clone());
-    }
-    headers
-}
-
 /// What the request path knows when it goes to a fill.
 struct Pending<'a> {
     shared: &'a Arc<Shared>,
@@ -255,7 +243,8 @@ async fn cacheable(
             }
             Evaluation::StaleWhileRevalidate { headers } => {
                 if let Join::Leader(leader) = shared.fills.join(pending.key.clone()) {
-                    let job = pending.job(Forward::Stale, Some((stored.clone(), conditional_headers(stored))));
+                    let job =
+                        pending.job(Forward::Stale, Some((stored.clone(), http_cache::conditional_headers(stored))));
                     tokio::spawn(run_fill(Arc::clone(shared), leader, job));
                 }
                 let status = http_cache::cache_status(CacheStatusKind::Hit, Some("stale-while-revalidate"), ttl);

@@ -6,9 +6,9 @@
 //! is purged for it.
 
 use crate::policy_slot::PolicySlot;
-use edgepurge_edge_cache::{CacheStore, PurgeMode, Scope};
+use edgepurge_edge_cache::CacheStore;
 use edgepurge_policy_runtime::DecisionSource;
-use edgepurge_sdk::{self as sdk, Task, TaskKind};
+use edgepurge_sdk::{Task, TaskKind};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -122,20 +122,9 @@ impl<V: Send + Sync + 'static> PurgeExecutor<V> {
             warm: (task.kind == TaskKind::Warm).then(|| task.target.clone()),
         };
         for action in outcome.value.actions {
-            let mode = match action.mode {
-                sdk::PurgeMode::Hard => PurgeMode::Hard,
-                sdk::PurgeMode::Soft => PurgeMode::Soft,
-            };
-            let scope = match action.scope {
-                sdk::Scope::Url(u) => Scope::Url(u),
-                sdk::Scope::Prefix(p) => Scope::Prefix(p),
-                sdk::Scope::Tag(t) => Scope::Tag(t),
-                sdk::Scope::Host(h) => Scope::Host(h),
-                sdk::Scope::Everything => Scope::Everything,
-            };
-            let done = self.store.purge(&scope, mode);
+            let done = self.store.purge(&action.scope, action.mode);
             report.direct += done.direct as u64;
-            report.actions.push(format!("{} {:?}", mode.name(), scope));
+            report.actions.push(format!("{} {:?}", action.mode.name(), action.scope));
         }
         Ok(report)
     }

@@ -137,7 +137,9 @@ fn served_headers(stored: &StoredResponse, age: Duration) -> HeaderMap {
     headers
 }
 
-fn conditional_headers(stored: &StoredResponse) -> HeaderMap {
+/// The validators of a stored response as conditional request headers (`If-None-Match`
+/// from `ETag`, `If-Modified-Since` from `Last-Modified`).
+pub fn conditional_headers(stored: &StoredResponse) -> HeaderMap {
     let mut out = HeaderMap::new();
     if let Some(etag) = stored.headers.get(header::ETAG) {
         out.insert(header::IF_NONE_MATCH, etag.clone());

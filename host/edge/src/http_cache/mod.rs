@@ -42,7 +42,7 @@ mod test_support;
 
 use std::time::Duration;
 
-pub use evaluate::{client_not_modified, evaluate, stale_if_error_allowed, Evaluation};
+pub use evaluate::{client_not_modified, conditional_headers, evaluate, stale_if_error_allowed, Evaluation};
 pub use headers::{strip_hop_by_hop, vary_key};
 pub use invalidate::invalidation_targets;
 pub use range::{if_range_allows, range_response, RangeOutcome};
