@@ -16,7 +16,8 @@ pub struct EdgeConfig {
     /// Admin listener (purges, metrics); keep it on loopback or a private network.
     #[serde(default = "default_admin")]
     pub admin_listen: SocketAddr,
-    /// Networks (CIDR, e.g. `127.0.0.0/8`) allowed to send `PURGE` on the proxy listener.
+    /// Networks (CIDR, e.g. `127.0.0.0/8`) to be allowed to send `PURGE` on the proxy listener
+    /// (the `PURGE` method is not handled yet).
     #[serde(default = "default_admin_networks")]
     pub admin_networks: Vec<String>,
     /// Origins, one per host.
@@ -39,7 +40,7 @@ pub struct EdgeConfig {
 pub struct OriginConfig {
     /// The `Host` this origin serves (lower-case, no port); `*` matches any host.
     pub host: String,
-    /// Base URL of the origin, e.g. `http://127.0.0.1:8080`.
+    /// Base URL of the origin, e.g. `http://127.0.0.1:8080` (https origins are not supported yet).
     pub url: String,
     /// Connect timeout in milliseconds.
     #[serde(default = "default_connect_ms")]
