@@ -9,9 +9,11 @@
 //! - [`config`] — `edge.toml`.
 //! - [`purge`] — tasks through `scope-purge` into constant-time store purges.
 //! - [`policy_slot`] — the swappable current policy.
+//! - `admin` — the admin listener's endpoints (purge, metrics).
 //! - [`server`] — the listeners: [`server::run`], [`server::Edge`] (proxy path in `proxy`,
 //!   origin fills in `origin`).
 
+mod admin;
 pub mod config;
 pub mod fill;
 pub mod http_cache;

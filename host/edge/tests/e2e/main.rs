@@ -1,0 +1,5 @@
+//! The edge role end to end: real origins on 127.0.0.1:0, the edge on port 0, real HTTP.
+//! One test binary (linking wasmtime once); one module per feature.
+
+mod basics;
+mod support;
