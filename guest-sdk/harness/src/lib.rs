@@ -23,9 +23,9 @@ mod check;
 pub use check::{HookCheck, HookCheckResult};
 
 use edgepurge_policy_runtime::policy::PolicyOptions;
-use edgepurge_policy_runtime::{LoadedPolicy, LogLine, LogSink, PolicyRuntime, RuntimeConfig};
+use edgepurge_policy_runtime::{LoadedPolicy, LogLine, LogSink, PolicyRuntime};
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 /// Errors of the harness; each says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -67,15 +67,9 @@ impl LogSink for RecordingSink {
     }
 }
 
-/// One runtime per process: engines reserve address space for their instance pool, so the
-/// harness shares one instead of building one per policy.
+/// The process's shared runtime ([`PolicyRuntime::shared`]).
 pub fn shared_runtime() -> PolicyRuntime {
-    static RUNTIME: OnceLock<PolicyRuntime> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            PolicyRuntime::new(RuntimeConfig::default()).expect("the default runtime configuration is valid")
-        })
-        .clone()
+    PolicyRuntime::shared()
 }
 
 /// A policy loaded into the production sandbox, with its log recorded.

@@ -1,12 +1,10 @@
 //! `edgepurge edge --config edge.toml`: loads the config and the policy, serves until Ctrl-C
-//! or SIGTERM, then drains requests in flight.
+//! or SIGTERM, then drains requests in flight. SIGHUP swaps in the policy the config file names.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use edgepurge_edge::config::EdgeConfig;
-use edgepurge_harness::shared_runtime;
-use edgepurge_policy_runtime::policy::PolicyOptions;
-use edgepurge_policy_runtime::LoadedPolicy;
+use edgepurge_edge::policy_slot::{load_section, PolicySlot};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,23 +19,39 @@ pub struct EdgeArgs {
 /// Runs the edge role until shutdown.
 pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     let config = EdgeConfig::load(&args.config)?;
-    let policy = match &config.policy.path {
-        None => LoadedPolicy::builtin(config.policy.config.clone()),
-        Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| {
-                format!("cannot read policy {} (built policies are in target/policies/)", path.display())
-            })?;
-            let options = PolicyOptions { config: config.policy.config.clone(), ..PolicyOptions::default() };
-            shared_runtime()
-                .load(&bytes, options)
-                .await
-                .with_context(|| format!("policy {} rejected", path.display()))?
-        }
-    };
+    let (policy, source) = load_section(&config.policy).await?;
+    tracing::info!(policy = %policy.info().name, version = %policy.info().version, %source, "policy loaded");
     let bound = edgepurge_edge::server::Edge::new(config, policy)?.bind().await?;
     println!("edge proxy on http://{}  admin on http://{}", bound.proxy_addr(), bound.admin_addr());
+    #[cfg(unix)]
+    tokio::spawn(reload_on_sighup(args.config.clone(), bound.policy()));
     bound.serve(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP re-reads the config file's `[policy]` section and swaps the policy in; requests in
+/// flight finish on the old one. A policy that fails to load is logged and the old one stays.
+#[cfg(unix)]
+async fn reload_on_sighup(config_path: PathBuf, slot: PolicySlot) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: policy reload by signal is off (POST /policy/reload still works)");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let section = match EdgeConfig::load(&config_path) {
+            Ok(config) => config.policy,
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: config not reloaded; the current policy keeps serving");
+                continue;
+            }
+        };
+        match slot.reload(&section).await {
+            Ok(status) => {
+                tracing::info!(policy = %status.name, version = %status.version, source = %status.source, "SIGHUP: policy swapped")
+            }
+            Err(e) => tracing::error!(error = %e, "SIGHUP: the current policy keeps serving"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,7 +1,10 @@
-//! The admin listener: `POST /purge` (a purge task as JSON), `GET /metrics` (Prometheus).
+//! The admin listener: `POST /purge` (a purge or warm task as JSON), `GET /policy` (what is
+//! serving), `PUT /policy` (install an uploaded component), `POST /policy/reload` (re-read the
+//! configured file), `GET /metrics` (Prometheus).
 //! Keep it on loopback or a private network: it has no authentication of its own.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use edgepurge_edge_cache::{PurgeMode, ScopeKind};
@@ -12,11 +15,17 @@ use hyper::body::Incoming;
 
 use crate::origin::{ProxyBody, Shared};
 use crate::proxy::{full, text};
+use crate::warm;
 
 /// Largest accepted `POST /purge` body.
 const MAX_TASK_BYTES: usize = 1 << 20;
 
-fn json(status: StatusCode, body: String) -> Response<ProxyBody> {
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// A JSON answer.
+pub(crate) fn json(status: StatusCode, body: String) -> Response<ProxyBody> {
     let mut resp = Response::new(full(Bytes::from(body)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -24,7 +33,7 @@ fn json(status: StatusCode, body: String) -> Response<ProxyBody> {
 }
 
 /// The admin listener: `POST /purge`, `GET /metrics`.
-pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
+pub(crate) async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
     match (req.method(), req.uri().path()) {
         (&Method::POST, "/purge") => {
             let body = match Limited::new(req.into_body(), MAX_TASK_BYTES).collect().await {
@@ -35,18 +44,52 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<
                 Ok(task) => task,
                 Err(e) => return text(StatusCode::BAD_REQUEST, format!("invalid task JSON: {e}")),
             };
-            match shared.purger.apply(&task).await {
-                Ok(report) => json(StatusCode::OK, serde_json::to_string(&report).unwrap_or_default()),
-                Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
+            let report = match shared.purger.apply(&task).await {
+                Ok(report) => report,
+                Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+            };
+            let warmed = match &report.warm {
+                None => None,
+                Some(url) => match warm::warm(shared, url).await {
+                    Ok(warmed) => Some(warmed),
+                    Err(e) => return text(StatusCode::BAD_GATEWAY, e),
+                },
+            };
+            let mut body = serde_json::to_value(&report).unwrap_or_default();
+            if let (Some(warmed), Some(object)) = (warmed, body.as_object_mut()) {
+                object.insert("warmed".into(), serde_json::to_value(warmed).unwrap_or_default());
+            }
+            json(StatusCode::OK, body.to_string())
+        }
+        (&Method::GET, "/policy") => json(StatusCode::OK, to_json(&shared.policy.status())),
+        (&Method::PUT, "/policy") => {
+            let limit = edgepurge_policy_runtime::Limits::default().max_component_bytes;
+            let body = match Limited::new(req.into_body(), limit).collect().await {
+                Ok(body) => body.to_bytes(),
+                Err(e) => {
+                    let message = format!("cannot read the policy (at most {limit} bytes): {e}");
+                    return text(StatusCode::PAYLOAD_TOO_LARGE, message);
+                }
+            };
+            match shared.policy.upload(&body, &shared.config.policy).await {
+                Ok(status) => json(StatusCode::OK, to_json(&status)),
+                Err(e) => text(StatusCode::UNPROCESSABLE_ENTITY, format!("{e}; the previous policy keeps serving")),
             }
         }
+        (&Method::POST, "/policy/reload") => match shared.policy.reload(&shared.config.policy).await {
+            Ok(status) => json(StatusCode::OK, to_json(&status)),
+            Err(e) => text(StatusCode::UNPROCESSABLE_ENTITY, format!("{e}; the previous policy keeps serving")),
+        },
         (&Method::GET, "/metrics") => {
             let mut resp = text(StatusCode::OK, metrics(shared));
             resp.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
             resp
         }
-        (_, path) => text(StatusCode::NOT_FOUND, format!("no admin endpoint {path}: use POST /purge or GET /metrics")),
+        (method, path) => text(
+            StatusCode::NOT_FOUND,
+            format!("no admin endpoint {method} {path}: use POST /purge, GET|PUT /policy, POST /policy/reload or GET /metrics"),
+        ),
     }
 }
 
@@ -69,6 +112,7 @@ fn metrics(shared: &Shared) -> String {
     metric("edgepurge_busy_total", "counter", "Requests answered busy (S4.1).", fills.busy);
     metric("edgepurge_fill_failures_total", "counter", "Fills that failed.", fills.leader_failures);
     metric("edgepurge_fills_in_flight", "gauge", "Fills in progress.", shared.fills.in_flight() as u64);
+    shared.metrics.write(&mut out);
     let _ = writeln!(out, "# HELP edgepurge_purges_total Purges applied, by scope and mode.");
     let _ = writeln!(out, "# TYPE edgepurge_purges_total counter");
     for kind in ScopeKind::ALL {

@@ -16,10 +16,10 @@ pub struct EdgeConfig {
     /// Admin listener (purges, metrics); keep it on loopback or a private network.
     #[serde(default = "default_admin")]
     pub admin_listen: SocketAddr,
-    /// Networks (CIDR, e.g. `127.0.0.0/8`) to be allowed to send `PURGE` on the proxy listener
-    /// (the `PURGE` method is not handled yet).
+    /// Networks (CIDR, e.g. `127.0.0.0/8`) allowed to send the `PURGE` method on the proxy
+    /// listener; from anywhere else `PURGE` is answered `405`.
     #[serde(default = "default_admin_networks")]
-    pub admin_networks: Vec<String>,
+    pub admin_networks: Vec<ipnet::IpNet>,
     /// Origins, one per host.
     #[serde(default, rename = "origin")]
     pub origins: Vec<OriginConfig>,
@@ -32,6 +32,9 @@ pub struct EdgeConfig {
     /// The policy component and its configuration.
     #[serde(default)]
     pub policy: PolicySection,
+    /// The TLS proxy listener; none means cleartext only.
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
 }
 
 /// Where requests for one host go.
@@ -40,7 +43,7 @@ pub struct EdgeConfig {
 pub struct OriginConfig {
     /// The `Host` this origin serves (lower-case, no port); `*` matches any host.
     pub host: String,
-    /// Base URL of the origin, e.g. `http://127.0.0.1:8080` (https origins are not supported yet).
+    /// Base URL of the origin, `http://…` or `https://…`, e.g. `http://127.0.0.1:8080`.
     pub url: String,
     /// Connect timeout in milliseconds.
     #[serde(default = "default_connect_ms")]
@@ -48,6 +51,10 @@ pub struct OriginConfig {
     /// Timeout for the response head in milliseconds.
     #[serde(default = "default_read_ms")]
     pub read_timeout_ms: u64,
+    /// A PEM file of CA certificates trusted for this `https://` origin, in addition to the
+    /// public roots (for an origin with a private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl OriginConfig {
@@ -120,12 +127,25 @@ pub struct PolicySection {
     pub config: BTreeMap<String, String>,
 }
 
+/// `[tls]`: the TLS proxy listener (HTTP/1.1 and HTTP/2 by ALPN), serving the same proxy as
+/// `listen`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TlsSection {
+    /// Address of the TLS listener.
+    pub listen: SocketAddr,
+    /// PEM file with the certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM file with the certificate's private key.
+    pub key: PathBuf,
+}
+
 fn default_admin() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9080))
 }
 
-fn default_admin_networks() -> Vec<String> {
-    vec!["127.0.0.0/8".into(), "::1/128".into()]
+fn default_admin_networks() -> Vec<ipnet::IpNet> {
+    ["127.0.0.0/8", "::1/128"].iter().map(|n| n.parse().expect("valid CIDR")).collect()
 }
 
 fn default_connect_ms() -> u64 {
@@ -134,6 +154,18 @@ fn default_connect_ms() -> u64 {
 
 fn default_read_ms() -> u64 {
     15_000
+}
+
+/// Checks that a file named by `key` exists; its content is checked when the edge starts.
+fn file_exists(key: &str, path: &Path) -> Result<(), ConfigError> {
+    if path.is_file() {
+        return Ok(());
+    }
+    let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "?".into());
+    Err(ConfigError::Invalid(format!(
+        "{key}: file `{}` does not exist (relative paths are relative to the working directory, {cwd})",
+        path.display()
+    )))
 }
 
 /// A configuration problem, naming the file and what to fix.
@@ -184,6 +216,13 @@ impl EdgeConfig {
                     origin.host, origin.url
                 )));
             }
+            if let Some(ca_file) = &origin.ca_file {
+                file_exists(&format!("origin for host `{}`: ca-file", origin.host), ca_file)?;
+            }
+        }
+        if let Some(tls) = &self.tls {
+            file_exists("tls.cert", &tls.cert)?;
+            file_exists("tls.key", &tls.key)?;
         }
         if self.cache.max_object_mib > self.cache.capacity_mib {
             return Err(ConfigError::Invalid(format!(
@@ -195,6 +234,26 @@ impl EdgeConfig {
             return Err(ConfigError::Invalid("collapse.max-waiters must be at least 1".into()));
         }
         Ok(())
+    }
+
+    /// Whether `ip` is in `admin-networks` (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn is_admin_peer(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.admin_networks.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The distinct `ca-file`s of the origins, each once, in order of appearance.
+    pub fn origin_ca_files(&self) -> Vec<&Path> {
+        let mut files: Vec<&Path> = Vec::new();
+        for file in self.origins.iter().filter_map(|o| o.ca_file.as_deref()) {
+            if !files.contains(&file) {
+                files.push(file);
+            }
+        }
+        files
     }
 
     /// The origin for a request host: an exact match, else `*`.
@@ -219,6 +278,19 @@ mod tests {
     }
 
     #[test]
+    fn admin_networks_match_v4_v6_and_mapped_addresses() {
+        let config =
+            EdgeConfig::parse("listen = \"127.0.0.1:1\"\nadmin-networks = [\"10.1.0.0/16\", \"fd00::/8\"]\n", "e.toml")
+                .unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(config.is_admin_peer(ip("10.1.2.3")));
+        assert!(config.is_admin_peer(ip("::ffff:10.1.2.3")));
+        assert!(config.is_admin_peer(ip("fd12::1")));
+        assert!(!config.is_admin_peer(ip("10.2.0.1")));
+        assert!(!config.is_admin_peer(ip("127.0.0.1")));
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let err = EdgeConfig::parse("listen = \"127.0.0.1:1\"\nlisten-typo = 1\n", "e.toml").unwrap_err().to_string();
         assert!(err.contains("listen-typo") && err.contains("edge.example.toml"), "{err}");
@@ -226,6 +298,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("query-mode"), "{err}");
+        let err = EdgeConfig::parse("listen = \"127.0.0.1:1\"\nadmin-networks = [\"10.0.0.0/33\"]\n", "e.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("admin-networks") || err.contains("10.0.0.0/33"), "{err}");
         let text = "listen = \"127.0.0.1:1\"\n[[origin]]\nhost = \"a.com\"\nurl = \"ftp://x\"\n";
         assert!(EdgeConfig::parse(text, "e.toml").unwrap_err().to_string().contains("http://"));
     }

@@ -7,8 +7,10 @@
 //! - [`fill`] — collapsed fills: one origin request per key, streamed to every waiter, with the
 //!   S4.1 waiter threshold.
 //! - [`config`] — `edge.toml`.
+//! - [`metrics`] — request, origin and policy-call counters for `/metrics`.
 //! - [`purge`] — tasks through `scope-purge` into constant-time store purges.
-//! - [`policy_slot`] — the swappable current policy.
+//! - [`policy_slot`] — the swappable current policy (SIGHUP, `PUT /policy`).
+//! - `warm` — warm (prefetch) tasks through the client's path.
 //! - `admin` — the admin listener's endpoints (purge, metrics).
 //! - [`server`] — the listeners: [`server::run`], [`server::Edge`] (proxy path in `proxy`,
 //!   origin fills in `origin`).
@@ -17,8 +19,11 @@ mod admin;
 pub mod config;
 pub mod fill;
 pub mod http_cache;
+pub mod metrics;
 mod origin;
 pub mod policy_slot;
 pub mod proxy;
 pub mod purge;
+mod request_id;
 pub mod server;
+mod warm;

@@ -2,7 +2,7 @@
 //! task run by a fill's leader (fetch, `cache-rules`, store, stream to every waiter).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use edgepurge_edge_cache::{CacheStore, EntryMeta, FillToken, StoreConfig, Variant};
@@ -21,6 +21,7 @@ use crate::fill::{FillConfig, FillError, FillHead, FillLeader, FillMap};
 use crate::http_cache::{
     self, CacheConfig, CacheStatusKind, Forward, StoreVerdict, StoredResponse, RFC_CACHEABLE_STATUSES,
 };
+use crate::metrics::{EdgeMetrics, OriginOutcome};
 use crate::policy_slot::PolicySlot;
 use crate::purge::PurgeExecutor;
 
@@ -42,6 +43,7 @@ pub(crate) struct Shared {
     pub fills: FillMap<String>,
     pub policy: PolicySlot,
     pub purger: PurgeExecutor<StoredResponse>,
+    pub metrics: Arc<EdgeMetrics>,
     client: Client<HttpConnector, ProxyBody>,
 }
 
@@ -69,12 +71,32 @@ impl Shared {
         connector.set_connect_timeout(Some(connect.unwrap_or(Duration::from_secs(2))));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        let purger = PurgeExecutor::new(Arc::clone(&store), policy.clone());
-        Ok(Arc::new(Shared { config, cache_cfg, store, fills, policy, purger, client }))
+        let metrics = Arc::new(EdgeMetrics::default());
+        let purger = PurgeExecutor::new(Arc::clone(&store), policy.clone(), Arc::clone(&metrics));
+        Ok(Arc::new(Shared { config, cache_cfg, store, fills, policy, purger, metrics, client }))
     }
 
     /// Sends `req` to `origin`, waiting at most its read timeout for the response head.
     pub async fn send(&self, origin: &OriginConfig, req: Request<ProxyBody>) -> Result<Response<Incoming>, FillError> {
+        let started = Instant::now();
+        let result = self.send_timed(origin, req).await;
+        let outcome = match &result {
+            Ok(_) => OriginOutcome::Ok,
+            Err(FillError::Timeout) => OriginOutcome::Timeout,
+            Err(_) => OriginOutcome::Error,
+        };
+        self.metrics.origin(outcome, started.elapsed());
+        if let Err(e) = &result {
+            tracing::warn!(origin = %origin.url, error = %e, "origin request failed");
+        }
+        result
+    }
+
+    async fn send_timed(
+        &self,
+        origin: &OriginConfig,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, FillError> {
         match tokio::time::timeout(origin.read_timeout(), self.client.request(req)).await {
             Err(_) => Err(FillError::Timeout),
             Ok(Err(e)) => {
@@ -215,7 +237,9 @@ pub(crate) async fn run_fill(shared: Arc<Shared>, leader: FillLeader<String>, jo
         if status == StatusCode::NOT_MODIFIED {
             let (parts, _) = resp.into_parts();
             let Some(merged) = http_cache::merge_304(stored, &req_parts, &parts, now) else {
-                return leader.fail(FillError::OriginFailed("304 names another representation".into()));
+                // The 304 names another representation than the stored one: fetch it whole.
+                let job = FillJob { revalidate: None, ..job };
+                return Box::pin(run_fill(shared, leader, job)).await;
             };
             let kind =
                 CacheStatusKind::Forward { fwd: job.fwd, fwd_status: Some(status), stored: true, collapsed: false };
@@ -231,7 +255,9 @@ pub(crate) async fn run_fill(shared: Arc<Shared>, leader: FillLeader<String>, jo
     let request_meta =
         RequestMeta { method: "GET".into(), url: job.url.clone(), headers: sdk_headers(&req_parts.headers) };
     let response_meta = ResponseMeta { status: status.as_u16(), headers: sdk_headers(&parts.headers) };
-    let decision = policy.cache_rules(&request_meta, &response_meta).await.value;
+    let outcome = policy.cache_rules(&request_meta, &response_meta).await;
+    shared.metrics.policy_call("cache-rules", &outcome.source);
+    let decision = outcome.value;
     let verdict = http_cache::prepare_store(&req_parts, &parts, &decision, &shared.cache_cfg, now);
     let (plan, detail) = match verdict {
         StoreVerdict::Store(plan) => (Some(plan), None),

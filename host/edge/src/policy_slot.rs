@@ -1,28 +1,143 @@
 //! The edge's current policy, swappable without dropping requests: callers clone the `Arc`
 //! and keep using the policy they started with, while new requests see the replacement.
+//!
+//! A replacement comes from the configured file (`[policy] path`, re-read on SIGHUP or
+//! `POST /policy/reload`) or from bytes uploaded to `PUT /policy`. It is loaded and validated
+//! in full by the policy runtime before it is installed; a rejected policy leaves the current
+//! one serving.
 
-use edgepurge_policy_runtime::LoadedPolicy;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use edgepurge_policy_runtime::policy::PolicyOptions;
+use edgepurge_policy_runtime::{LoadedPolicy, PolicyRuntime};
+use serde::Serialize;
+
+use crate::config::PolicySection;
+
+/// Why a policy could not be installed (the current one keeps serving).
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyLoadError {
+    /// The configured file could not be read.
+    #[error("cannot read policy {path}: {source} (built policies are in target/policies/)")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The runtime refused the component.
+    #[error("policy {from} rejected: {source}")]
+    Rejected {
+        /// Where it came from (a path or `upload`).
+        from: String,
+        /// The runtime's reason.
+        source: edgepurge_policy_runtime::Error,
+    },
+}
+
+/// What is serving: the policy's `describe` and where it came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyStatus {
+    /// Name from `describe` (`builtin` for the built-in defaults).
+    pub name: String,
+    /// Version from `describe`.
+    pub version: String,
+    /// `builtin`, the file path, or `upload`.
+    pub source: String,
+    /// Component size in bytes (0 for the built-in defaults).
+    pub size_bytes: usize,
+    /// When it was installed (seconds since the Unix epoch).
+    pub installed_at: u64,
+    /// Calls that fell back to the defaults since it was installed.
+    pub failures: u64,
+}
+
+struct Current {
+    policy: Arc<LoadedPolicy>,
+    source: String,
+    installed_at: SystemTime,
+}
 
 /// A shared, replaceable policy.
 #[derive(Clone)]
 pub struct PolicySlot {
-    inner: Arc<RwLock<Arc<LoadedPolicy>>>,
+    inner: Arc<RwLock<Current>>,
 }
 
 impl PolicySlot {
-    /// A slot holding `policy`.
+    /// A slot holding `policy` (its source described as `builtin` or `initial`).
     pub fn new(policy: LoadedPolicy) -> Self {
-        PolicySlot { inner: Arc::new(RwLock::new(Arc::new(policy))) }
+        let source = if policy.size() == 0 { "builtin".to_owned() } else { "initial".to_owned() };
+        let current = Current { policy: Arc::new(policy), source, installed_at: SystemTime::now() };
+        PolicySlot { inner: Arc::new(RwLock::new(current)) }
     }
 
     /// The policy to use for one request or task.
     pub fn current(&self) -> Arc<LoadedPolicy> {
-        self.inner.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).policy.clone()
     }
 
     /// Installs a new policy; calls in flight finish on the old one.
     pub fn replace(&self, policy: LoadedPolicy) {
-        *self.inner.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+        self.install(policy, "replaced".to_owned());
     }
+
+    fn install(&self, policy: LoadedPolicy, source: String) {
+        let mut current = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        *current = Current { policy: Arc::new(policy), source, installed_at: SystemTime::now() };
+    }
+
+    /// What is serving now.
+    pub fn status(&self) -> PolicyStatus {
+        let current = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let info = current.policy.info();
+        PolicyStatus {
+            name: info.name.clone(),
+            version: info.version.clone(),
+            source: current.source.clone(),
+            size_bytes: current.policy.size(),
+            installed_at: current.installed_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            failures: current.policy.failures().total(),
+        }
+    }
+
+    /// Loads the `[policy]` section (the file, or the built-in defaults when it names none) and
+    /// installs it.
+    pub async fn reload(&self, section: &PolicySection) -> Result<PolicyStatus, PolicyLoadError> {
+        let (policy, source) = load_section(section).await?;
+        self.install(policy, source);
+        Ok(self.status())
+    }
+
+    /// Loads an uploaded component with the configured `[policy.config]` and installs it.
+    pub async fn upload(&self, bytes: &[u8], section: &PolicySection) -> Result<PolicyStatus, PolicyLoadError> {
+        let policy = load_bytes(bytes, section, "upload").await?;
+        self.install(policy, "upload".to_owned());
+        Ok(self.status())
+    }
+}
+
+/// Loads the policy a `[policy]` section names: its file, or the built-in defaults. Returns the
+/// policy and its source (`builtin` or the path).
+pub async fn load_section(section: &PolicySection) -> Result<(LoadedPolicy, String), PolicyLoadError> {
+    let Some(path) = &section.path else {
+        return Ok((LoadedPolicy::builtin(section.config.clone()), "builtin".to_owned()));
+    };
+    let from = path.display().to_string();
+    let bytes = read(path).await?;
+    Ok((load_bytes(&bytes, section, &from).await?, from))
+}
+
+async fn read(path: &PathBuf) -> Result<Vec<u8>, PolicyLoadError> {
+    tokio::fs::read(path).await.map_err(|source| PolicyLoadError::Read { path: path.display().to_string(), source })
+}
+
+async fn load_bytes(bytes: &[u8], section: &PolicySection, from: &str) -> Result<LoadedPolicy, PolicyLoadError> {
+    let options = PolicyOptions { config: section.config.clone(), ..PolicyOptions::default() };
+    PolicyRuntime::shared()
+        .load(bytes, options)
+        .await
+        .map_err(|source| PolicyLoadError::Rejected { from: from.to_owned(), source })
 }

@@ -1,31 +1,34 @@
 //! The proxy's request path: route by `Host`, normalise the URL, compute the cache key, serve
 //! hits, collapse misses into one fill, pass other methods through and invalidate on success.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use edgepurge_edge_cache::{CacheStore, Hit, PurgeMode, Scope, Variant};
-use edgepurge_sdk::RequestMeta;
+use edgepurge_sdk::{RequestMeta, Task, TaskKind};
 use edgepurge_url::NormalizedUrl;
 use futures_util::StreamExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
+use tracing::Instrument;
 
 use crate::config::OriginConfig;
 use crate::fill::{FillError, FillFollower, Join};
-use crate::http_cache::{self, CacheStatusKind, Evaluation, Forward, StoredResponse};
+use crate::http_cache::{self, CacheStatusKind, Evaluation, Forward, RangeOutcome, RangePlan, StoredResponse};
 use crate::origin::{
     empty, origin_request, origin_uri, run_fill, sdk_headers, BoxError, FillJob, ProxyBody, Shared, STATUS_COLLAPSED,
     STATUS_OWN,
 };
+use crate::{metrics, request_id};
 
 /// The header naming the busy resource on a `503` answered because a fill has too many waiters.
 pub const BUSY_HEADER: &str = "edgepurge-busy";
 
-const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
 /// A plain-text answer.
 pub(crate) fn text(status: StatusCode, message: impl Into<String>) -> Response<ProxyBody> {
@@ -58,8 +61,26 @@ fn host_name(authority: &str) -> String {
     host.to_ascii_lowercase()
 }
 
-/// Answers one client request.
-pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
+/// Answers one client request, with a request id, a log line and metrics.
+/// `peer` is the client's address (the `PURGE` method is allowed only from `admin-networks`).
+pub(crate) async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    let id = request_id::request_id(req.headers());
+    req.headers_mut().insert(request_id::REQUEST_ID_HEADER, id.clone());
+    let span = tracing::debug_span!("request", id = %String::from_utf8_lossy(id.as_bytes()));
+    let started = Instant::now();
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    let mut resp = answer(Arc::clone(&shared), req, peer).instrument(span.clone()).await;
+    let outcome = metrics::outcome_of(resp.headers().get(CACHE_STATUS).map(HeaderValue::as_bytes));
+    shared.metrics.request(outcome, resp.status());
+    span.in_scope(|| {
+        tracing::debug!(%method, %uri, %peer, status = resp.status().as_u16(), cache = outcome,
+            micros = started.elapsed().as_micros() as u64, "answered");
+    });
+    resp.headers_mut().insert(request_id::REQUEST_ID_HEADER, id);
+    resp
+}
+
+async fn answer(shared: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
     let authority = req
         .headers()
         .get(header::HOST)
@@ -69,19 +90,50 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     let Some(authority) = authority.filter(|a| !a.is_empty()) else {
         return text(StatusCode::BAD_REQUEST, "missing Host header");
     };
+    if req.method().as_str() == "PURGE" {
+        return purge_method(&shared, &req, &authority, peer).await;
+    }
     let host = host_name(&authority);
-    let Some(origin) = shared.config.origin_for(&host).cloned() else {
+    let Some(origin) = shared.config.origin_for(&host) else {
         return text(StatusCode::NOT_FOUND, format!("no origin configured for host {host}"));
     };
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let url = match edgepurge_url::normalize(&format!("http://{authority}{path}")) {
+    let url = match crate::purge::cache_url(&format!("http://{authority}{path}")) {
         Ok(url) => url,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("invalid request URL: {e}")),
     };
     if req.method() == Method::GET || req.method() == Method::HEAD {
-        cacheable(&shared, req, &origin, &path, url).await
+        cacheable(&shared, req.into_parts().0, origin, &path, url).await
     } else {
-        pass_through(&shared, req, &origin, &path, &url).await
+        pass_through(&shared, req, origin, &path, &url).await
+    }
+}
+
+/// The header that makes a `PURGE` soft (kept but stale) instead of hard.
+pub const SOFT_PURGE_HEADER: &str = "edgepurge-soft";
+
+/// The conventional `PURGE` method for one URL (every variant), from `admin-networks` only.
+async fn purge_method(
+    shared: &Shared,
+    req: &Request<Incoming>,
+    authority: &str,
+    peer: SocketAddr,
+) -> Response<ProxyBody> {
+    if !shared.config.is_admin_peer(peer.ip()) {
+        let mut resp = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("PURGE is allowed only from admin-networks; {} is not in them", peer.ip()),
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"));
+        return resp;
+    }
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let soft = req.headers().get(SOFT_PURGE_HEADER).is_some_and(|v| matches!(v.as_bytes(), b"1" | b"true"));
+    let task = Task { kind: TaskKind::Url, target: format!("http://{authority}{path}"), soft, ..Task::default() };
+    match shared.purger.apply(&task).await {
+        Ok(report) => crate::admin::json(StatusCode::OK, serde_json::to_string(&report).unwrap_or_default()),
+        Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
 
@@ -127,7 +179,7 @@ async fn pass_through(
         Err(e) => origin_error(origin, &e, Forward::Method),
         Ok(resp) => {
             for target in http_cache::invalidation_targets(&parts.method, resp.status(), url.as_str(), resp.headers()) {
-                if let Ok(target) = edgepurge_url::normalize(&target) {
+                if let Ok(target) = crate::purge::cache_url(&target) {
                     shared.store.purge(&Scope::Url(target.into_string()), PurgeMode::Hard);
                 }
             }
@@ -164,11 +216,43 @@ fn serve_stored(
         *resp.headers_mut() = headers;
         return resp;
     }
+    if let Some(range) = wanted_range(req, stored.status, &headers) {
+        match http_cache::range_response(stored, range) {
+            RangeOutcome::Partial { body, content_range } => {
+                headers.insert(header::CONTENT_RANGE, content_range);
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+                return response(StatusCode::PARTIAL_CONTENT, headers, full(body));
+            }
+            RangeOutcome::Unsatisfiable { content_range } => return unsatisfiable(headers, content_range),
+            RangeOutcome::Ignore => {}
+        }
+    }
     let body = if req.method == Method::HEAD { empty() } else { full(stored.body.clone()) };
+    response(stored.status, headers, body)
+}
+
+fn response(status: StatusCode, headers: HeaderMap, body: ProxyBody) -> Response<ProxyBody> {
     let mut resp = Response::new(body);
-    *resp.status_mut() = stored.status;
+    *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     resp
+}
+
+/// The request's `Range`, when it may be answered from a `200` with these headers: a GET with
+/// a `Range` whose `If-Range` (if any) matches (RFC 9110 §14.2, §13.1.5).
+fn wanted_range<'r>(req: &'r http::request::Parts, status: StatusCode, headers: &HeaderMap) -> Option<&'r HeaderValue> {
+    let range = req.headers.get(header::RANGE)?;
+    let allowed = req.method == Method::GET
+        && status == StatusCode::OK
+        && http_cache::if_range_allows(headers, req.headers.get(header::IF_RANGE));
+    allowed.then_some(range)
+}
+
+/// `416` with `Content-Range: bytes */len` and no body.
+fn unsatisfiable(mut headers: HeaderMap, content_range: HeaderValue) -> Response<ProxyBody> {
+    headers.insert(header::CONTENT_RANGE, content_range);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    response(StatusCode::RANGE_NOT_SATISFIABLE, headers, empty())
 }
 
 /// What the request path knows when it goes to a fill.
@@ -197,25 +281,32 @@ impl Pending<'_> {
 }
 
 /// GET and HEAD: the cache.
-async fn cacheable(
+pub(crate) async fn cacheable(
     shared: &Arc<Shared>,
-    req: Request<Incoming>,
+    parts: http::request::Parts,
     origin: &OriginConfig,
     path: &str,
     url: NormalizedUrl,
 ) -> Response<ProxyBody> {
-    let (parts, _body) = req.into_parts();
     let policy = shared.policy.current();
-    let meta = RequestMeta {
-        method: parts.method.as_str().to_owned(),
-        url: url.as_str().to_owned(),
-        headers: sdk_headers(&parts.headers),
+    let policy_key = if policy.info().hooks.cache_key {
+        // Only a policy that declares `cache-key` costs the request the copy of its headers.
+        let meta = RequestMeta {
+            method: parts.method.as_str().to_owned(),
+            url: url.as_str().to_owned(),
+            headers: sdk_headers(&parts.headers),
+        };
+        let outcome = policy.cache_key(&meta).await;
+        shared.metrics.policy_call("cache-key", &outcome.source);
+        outcome.value
+    } else {
+        None
     };
-    let key = match policy.cache_key(&meta).await.value {
+    drop(policy);
+    let key = match policy_key {
         Some(key) => Some(key),
         None => url.cache_key(shared.config.cache.query_mode).map(str::to_owned),
     };
-    drop(policy);
     let Some(key) = key else {
         let out = origin_request(
             parts.method.clone(),
@@ -245,7 +336,7 @@ async fn cacheable(
                 if let Join::Leader(leader) = shared.fills.join(pending.key.clone()) {
                     let job =
                         pending.job(Forward::Stale, Some((stored.clone(), http_cache::conditional_headers(stored))));
-                    tokio::spawn(run_fill(Arc::clone(shared), leader, job));
+                    tokio::spawn(run_fill(Arc::clone(shared), leader, job).instrument(tracing::Span::current()));
                 }
                 let status = http_cache::cache_status(CacheStatusKind::Hit, Some("stale-while-revalidate"), ttl);
                 return serve_stored(stored, headers, &pending.parts, status);
@@ -290,7 +381,10 @@ async fn fill(
                 }
                 // Join our own fill before it starts, so this request streams like every waiter.
                 let own = shared.fills.join(pending.key.clone());
-                tokio::spawn(run_fill(Arc::clone(shared), leader, pending.job(fwd, revalidate.clone())));
+                tokio::spawn(
+                    run_fill(Arc::clone(shared), leader, pending.job(fwd, revalidate.clone()))
+                        .instrument(tracing::Span::current()),
+                );
                 match own {
                     Join::Follower(follower) => (follower, false),
                     _ => return busy(&pending, stale.as_ref()),
@@ -299,7 +393,7 @@ async fn fill(
             Join::Follower(follower) => (follower, true),
             Join::Busy { .. } => return busy(&pending, stale.as_ref()),
         };
-        match from_fill(follower, collapsed, pending.parts.method == Method::HEAD).await {
+        match from_fill(follower, collapsed, &pending.parts).await {
             Ok(resp) => return resp,
             Err(e) if e.is_retryable() => last_error = e,
             Err(e) => {
@@ -341,11 +435,12 @@ fn busy(pending: &Pending<'_>, stale: Option<&StoredResponse>) -> Response<Proxy
     with_status(resp, CacheStatusKind::forward(Forward::Miss), Some("busy"))
 }
 
-/// A waiter's response, streamed from the fill.
+/// A waiter's response, streamed from the fill. A `Range` is cut from the stream when the
+/// origin's `Content-Length` says how long the whole body is; otherwise the whole `200` is sent.
 async fn from_fill(
     mut follower: FillFollower,
     collapsed: bool,
-    head_only: bool,
+    req: &http::request::Parts,
 ) -> Result<Response<ProxyBody>, FillError> {
     let head = follower.head().await?;
     let mut headers = head.headers;
@@ -354,14 +449,36 @@ async fn from_fill(
     if let Some(status) = if collapsed { other } else { own } {
         headers.insert(CACHE_STATUS, status);
     }
-    let body = if head_only {
-        empty()
-    } else {
-        let stream = follower.into_stream().map(|chunk| chunk.map(Frame::data).map_err(|e| Box::new(e) as BoxError));
-        StreamBody::new(stream).boxed_unsync()
+    if req.method == Method::HEAD {
+        return Ok(response(head.status, headers, empty()));
+    }
+    let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let plan = match (wanted_range(req, head.status, &headers), length) {
+        (Some(range), Some(len)) => http_cache::plan_range(len, range),
+        _ => RangePlan::Ignore,
     };
-    let mut resp = Response::new(body);
-    *resp.status_mut() = head.status;
-    *resp.headers_mut() = headers;
-    Ok(resp)
+    let (status, window) = match plan {
+        RangePlan::Unsatisfiable { content_range } => return Ok(unsatisfiable(headers, content_range)),
+        RangePlan::Ignore => (head.status, None),
+        RangePlan::Partial { first, last, content_range } => {
+            headers.insert(header::CONTENT_RANGE, content_range);
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(last - first + 1));
+            (StatusCode::PARTIAL_CONTENT, Some((first, last)))
+        }
+    };
+    let mut offset = 0u64;
+    let stream = follower.into_stream().filter_map(move |chunk| {
+        let chunk = match (chunk, window) {
+            (Ok(data), Some((first, last))) => {
+                let start = offset;
+                offset += data.len() as u64;
+                let from = first.saturating_sub(start).min(data.len() as u64) as usize;
+                let to = (last + 1).saturating_sub(start).min(data.len() as u64) as usize;
+                (from < to).then(|| Ok(data.slice(from..to)))
+            }
+            (chunk, _) => Some(chunk),
+        };
+        std::future::ready(chunk.map(|c| c.map(Frame::data).map_err(|e| Box::new(e) as BoxError)))
+    });
+    Ok(response(status, headers, StreamBody::new(stream).boxed_unsync()))
 }

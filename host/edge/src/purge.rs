@@ -4,11 +4,18 @@
 //! Task targets are normalised with `edgepurge-url` first, so a purge names exactly the keys
 //! the proxy stored; a target that does not normalise is refused with the reason, and nothing
 //! is purged for it.
+//!
+//! The edge's cache is scheme-independent (as Varnish hashes `Host` + URL): an object is one
+//! entry whether clients fetch it over http or https, so every URL the edge stores or purges is
+//! written with `http://` ([`cache_url`], [`cache_prefix`]); a purge of `https://a.com/x` finds
+//! what a request for `http://a.com/x` stored.
 
+use crate::metrics::EdgeMetrics;
 use crate::policy_slot::PolicySlot;
 use edgepurge_edge_cache::CacheStore;
 use edgepurge_policy_runtime::DecisionSource;
 use edgepurge_sdk::{Task, TaskKind};
+use edgepurge_url::{NormalizedPrefix, NormalizedUrl, UrlError};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -48,6 +55,7 @@ pub struct PurgeReport {
 pub struct PurgeExecutor<V: Send + Sync + 'static> {
     store: Arc<CacheStore<V>>,
     policy: PolicySlot,
+    metrics: Arc<EdgeMetrics>,
 }
 
 fn kind_name(kind: TaskKind) -> &'static str {
@@ -58,6 +66,24 @@ fn kind_name(kind: TaskKind) -> &'static str {
         TaskKind::Host => "host",
         TaskKind::Everything => "everything",
         TaskKind::Warm => "warm",
+    }
+}
+
+/// `input` normalised as the edge stores it: scheme-independent, written with `http://`.
+pub fn cache_url(input: &str) -> Result<NormalizedUrl, UrlError> {
+    let url = edgepurge_url::normalize(input)?;
+    match url.as_str().strip_prefix("https://") {
+        Some(rest) => edgepurge_url::normalize(&format!("http://{rest}")),
+        None => Ok(url),
+    }
+}
+
+/// A URL prefix normalised as the edge stores URLs ([`cache_url`]).
+pub fn cache_prefix(input: &str) -> Result<NormalizedPrefix, UrlError> {
+    let prefix = edgepurge_url::normalize_prefix(input)?;
+    match prefix.as_str().strip_prefix("https://") {
+        Some(rest) => edgepurge_url::normalize_prefix(&format!("http://{rest}")),
+        None => Ok(prefix),
     }
 }
 
@@ -72,12 +98,12 @@ pub fn normalize_task(task: &Task) -> Result<Task, PurgeError> {
     let mut out = task.clone();
     match task.kind {
         TaskKind::Url | TaskKind::Warm => {
-            let url = edgepurge_url::normalize(&task.target).map_err(|e| invalid(e.to_string()))?;
+            let url = cache_url(&task.target).map_err(|e| invalid(e.to_string()))?;
             out.host = url.host().to_owned();
             out.target = url.into_string();
         }
         TaskKind::Prefix => {
-            let prefix = edgepurge_url::normalize_prefix(&task.target).map_err(|e| invalid(e.to_string()))?;
+            let prefix = cache_prefix(&task.target).map_err(|e| invalid(e.to_string()))?;
             out.host = prefix.host().to_owned();
             out.target = prefix.into_string();
         }
@@ -99,9 +125,9 @@ pub fn normalize_task(task: &Task) -> Result<Task, PurgeError> {
 }
 
 impl<V: Send + Sync + 'static> PurgeExecutor<V> {
-    /// An executor over `store`, asking `policy` for scopes.
-    pub fn new(store: Arc<CacheStore<V>>, policy: PolicySlot) -> Self {
-        PurgeExecutor { store, policy }
+    /// An executor over `store`, asking `policy` for scopes and counting the calls in `metrics`.
+    pub fn new(store: Arc<CacheStore<V>>, policy: PolicySlot, metrics: Arc<EdgeMetrics>) -> Self {
+        PurgeExecutor { store, policy, metrics }
     }
 
     /// Normalises the task, asks `scope-purge`, and applies every action.
@@ -109,6 +135,7 @@ impl<V: Send + Sync + 'static> PurgeExecutor<V> {
         let task = normalize_task(task)?;
         let policy = self.policy.current();
         let outcome = policy.scope_purge(&task).await;
+        self.metrics.policy_call("scope-purge", &outcome.source);
         let decided_by = match &outcome.source {
             DecisionSource::Policy => "policy".to_owned(),
             DecisionSource::NotDeclared => "not-declared".to_owned(),
@@ -141,7 +168,11 @@ mod tests {
     #[test]
     fn targets_are_normalised_with_their_host() {
         let t = normalize_task(&task(TaskKind::Url, "HTTPS://WWW.Example.com:443/a/%7Ex#frag")).unwrap();
-        assert_eq!((t.target.as_str(), t.host.as_str()), ("https://www.example.com/a/~x", "www.example.com"));
+        assert_eq!((t.target.as_str(), t.host.as_str()), ("http://www.example.com/a/~x", "www.example.com"));
+        let t = normalize_task(&task(TaskKind::Prefix, "https://a.com:443/img/")).unwrap();
+        assert_eq!(t.target, "http://a.com/img/");
+        let t = normalize_task(&task(TaskKind::Url, "https://a.com:8443/x")).unwrap();
+        assert_eq!(t.target, "http://a.com:8443/x");
         let t = normalize_task(&task(TaskKind::Host, "WWW.Example.COM")).unwrap();
         assert_eq!(t.host, "www.example.com");
         let err = normalize_task(&task(TaskKind::Url, "/relative")).unwrap_err().to_string();

@@ -106,8 +106,8 @@ impl BoundEdge {
                 accepted = admin.accept() => (accepted, true),
                 _ = &mut shutdown => break,
             };
-            let stream = match stream {
-                Ok((stream, _peer)) => stream,
+            let (stream, peer) = match stream {
+                Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -119,8 +119,11 @@ impl BoundEdge {
             let service = service_fn(move |req: Request<Incoming>| {
                 let shared = Arc::clone(&shared);
                 async move {
-                    let resp =
-                        if is_admin { admin::handle(&shared, req).await } else { proxy::handle(shared, req).await };
+                    let resp = if is_admin {
+                        admin::handle(&shared, req).await
+                    } else {
+                        proxy::handle(shared, req, peer).await
+                    };
                     Ok::<_, Infallible>(resp)
                 }
             });

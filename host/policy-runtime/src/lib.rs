@@ -230,6 +230,18 @@ impl PolicyRuntime {
         Ok(PolicyRuntime { inner: Arc::new(RuntimeInner { engine, config, stop }) })
     }
 
+    /// The process's runtime with the default configuration, built on first use. Engines
+    /// reserve address space for their instance pool, so every role and tool of one process
+    /// shares this one rather than building one per policy.
+    pub fn shared() -> PolicyRuntime {
+        static RUNTIME: std::sync::OnceLock<PolicyRuntime> = std::sync::OnceLock::new();
+        RUNTIME
+            .get_or_init(|| {
+                PolicyRuntime::new(RuntimeConfig::default()).expect("the default runtime configuration is valid")
+            })
+            .clone()
+    }
+
     /// The runtime's configuration.
     pub fn config(&self) -> &RuntimeConfig {
         &self.inner.config

@@ -45,7 +45,7 @@ use std::time::Duration;
 pub use evaluate::{client_not_modified, conditional_headers, evaluate, stale_if_error_allowed, Evaluation};
 pub use headers::{strip_hop_by_hop, vary_key};
 pub use invalidate::invalidation_targets;
-pub use range::{if_range_allows, range_response, RangeOutcome};
+pub use range::{if_range_allows, plan_range, range_response, RangeOutcome, RangePlan};
 pub use status::{cache_status, CacheStatusKind, Forward, CACHE_NAME};
 pub use store::{merge_304, prepare_store, Overrides, StorePlan, StoreVerdict, StoredResponse};
 

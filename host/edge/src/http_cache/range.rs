@@ -27,6 +27,43 @@ pub enum RangeOutcome {
     Ignore,
 }
 
+/// How to answer a single-range request for a `200` whose body is `len` bytes long, decided
+/// from the length alone, so a body still streaming from the origin can be cut to the range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RangePlan {
+    /// `206 Partial Content` with bytes `first..=last` and this `Content-Range`.
+    Partial {
+        /// First byte (inclusive).
+        first: u64,
+        /// Last byte (inclusive).
+        last: u64,
+        /// `bytes first-last/len`.
+        content_range: HeaderValue,
+    },
+    /// `416 Range Not Satisfiable` with this `Content-Range` (`bytes */len`).
+    Unsatisfiable {
+        /// `bytes */len`.
+        content_range: HeaderValue,
+    },
+    /// Send the whole `200`.
+    Ignore,
+}
+
+/// Plans the answer to `range_header` for a `200` body of `len` bytes.
+pub fn plan_range(len: u64, range_header: &HeaderValue) -> RangePlan {
+    match parse(range_header.as_bytes(), len) {
+        Spec::Satisfiable { first, last } => RangePlan::Partial {
+            first,
+            last,
+            content_range: HeaderValue::from_str(&format!("bytes {first}-{last}/{len}")).expect("ascii"),
+        },
+        Spec::Unsatisfiable => {
+            RangePlan::Unsatisfiable { content_range: HeaderValue::from_str(&format!("bytes */{len}")).expect("ascii") }
+        }
+        Spec::Ignore => RangePlan::Ignore,
+    }
+}
+
 /// Answers a single byte range (`bytes=a-b`, `bytes=a-`, `bytes=-n`) from `stored`'s complete
 /// body. The proxy should first check `If-Range` with [`if_range_allows`] and pass the request
 /// to the origin when nothing is stored.
@@ -34,16 +71,12 @@ pub fn range_response(stored: &StoredResponse, range_header: &HeaderValue) -> Ra
     if stored.status != StatusCode::OK {
         return RangeOutcome::Ignore;
     }
-    let len = stored.body.len() as u64;
-    match parse(range_header.as_bytes(), len) {
-        Spec::Satisfiable { first, last } => RangeOutcome::Partial {
-            body: stored.body.slice(first as usize..=last as usize),
-            content_range: HeaderValue::from_str(&format!("bytes {first}-{last}/{len}")).expect("ascii"),
-        },
-        Spec::Unsatisfiable => RangeOutcome::Unsatisfiable {
-            content_range: HeaderValue::from_str(&format!("bytes */{len}")).expect("ascii"),
-        },
-        Spec::Ignore => RangeOutcome::Ignore,
+    match plan_range(stored.body.len() as u64, range_header) {
+        RangePlan::Partial { first, last, content_range } => {
+            RangeOutcome::Partial { body: stored.body.slice(first as usize..=last as usize), content_range }
+        }
+        RangePlan::Unsatisfiable { content_range } => RangeOutcome::Unsatisfiable { content_range },
+        RangePlan::Ignore => RangeOutcome::Ignore,
     }
 }
 
