@@ -22,7 +22,14 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     let (policy, source) = load_section(&config.policy).await?;
     tracing::info!(policy = %policy.info().name, version = %policy.info().version, %source, "policy loaded");
     let bound = edgepurge_edge::server::Edge::new(config, policy)?.bind().await?;
-    println!("edge proxy on http://{}  admin on http://{}", bound.proxy_addr(), bound.admin_addr());
+    match bound.tls_addr() {
+        Some(tls) => println!(
+            "edge proxy on http://{} and https://{tls}  admin on http://{}",
+            bound.proxy_addr(),
+            bound.admin_addr()
+        ),
+        None => println!("edge proxy on http://{}  admin on http://{}", bound.proxy_addr(), bound.admin_addr()),
+    }
     #[cfg(unix)]
     tokio::spawn(reload_on_sighup(args.config.clone(), bound.policy()));
     bound.serve(shutdown_signal()).await?;

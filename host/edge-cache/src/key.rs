@@ -44,6 +44,21 @@ impl Variant {
         Self(text.into())
     }
 
+    /// The variant of a response that has a `Vary` header, for a request carrying these `pairs`
+    /// of the headers it names: [`Variant::from_headers`], except that a request with none of
+    /// them gets a variant of its own, not [`Variant::none`]. That one belongs to responses
+    /// without `Vary` (a caller may use it for the key's latest response, to learn what the key
+    /// varies on), so the no-header variant of a varying response must not share it.
+    pub fn of_varying<N: AsRef<str>, W: AsRef<str>>(pairs: impl IntoIterator<Item = (N, W)>) -> Self {
+        let variant = Self::from_headers(pairs);
+        // `from_headers` text starts with a digit (a length prefix) or is empty: `-` is free.
+        if variant.0.is_empty() {
+            Self("-".into())
+        } else {
+            variant
+        }
+    }
+
     /// The variant's canonical text (empty for [`Variant::none`]).
     pub fn as_str(&self) -> &str {
         &self.0
@@ -161,5 +176,15 @@ mod tests {
         // Length prefixes keep "a"="b:c" apart from "a:b"="c".
         assert_ne!(Variant::from_headers([("a", "1:b1:c")]), Variant::from_headers([("a", "1"), ("b", "c")]));
         assert_eq!(Variant::none().as_str(), "");
+    }
+
+    #[test]
+    fn a_varying_response_never_takes_the_none_variant() {
+        let empty: [(&str, &str); 0] = [];
+        assert_ne!(Variant::of_varying(empty), Variant::none());
+        assert_eq!(Variant::of_varying(empty), Variant::of_varying(empty));
+        let gzip = [("Accept-Encoding", "gzip")];
+        assert_eq!(Variant::of_varying(gzip), Variant::from_headers(gzip));
+        assert_ne!(Variant::of_varying(empty), Variant::from_headers([("a", "")]));
     }
 }

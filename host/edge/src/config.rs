@@ -71,7 +71,7 @@ impl OriginConfig {
 
 /// `[cache]`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct CacheSection {
     /// Store capacity in MiB.
     pub capacity_mib: u64,
@@ -102,7 +102,7 @@ impl Default for CacheSection {
 
 /// `[collapse]`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct CollapseSection {
     /// Waiters on one fill after which requests are answered at once (S4.1).
     pub max_waiters: usize,
@@ -161,9 +161,10 @@ fn file_exists(key: &str, path: &Path) -> Result<(), ConfigError> {
     if path.is_file() {
         return Ok(());
     }
+    let problem = if path.exists() { "is not a file" } else { "does not exist" };
     let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "?".into());
     Err(ConfigError::Invalid(format!(
-        "{key}: file `{}` does not exist (relative paths are relative to the working directory, {cwd})",
+        "{key}: `{}` {problem} (relative paths are relative to the working directory, {cwd})",
         path.display()
     )))
 }
@@ -304,5 +305,35 @@ mod tests {
         assert!(err.contains("admin-networks") || err.contains("10.0.0.0/33"), "{err}");
         let text = "listen = \"127.0.0.1:1\"\n[[origin]]\nhost = \"a.com\"\nurl = \"ftp://x\"\n";
         assert!(EdgeConfig::parse(text, "e.toml").unwrap_err().to_string().contains("http://"));
+    }
+
+    #[test]
+    fn tls_and_ca_files_are_checked_and_named() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let pem = dir.path().join("present.pem");
+        std::fs::write(&pem, "x").unwrap();
+        let (pem, missing) = (pem.display(), dir.path().join("missing.pem"));
+        let missing = missing.display();
+        let base = "listen = \"127.0.0.1:1\"\n";
+
+        let ok = format!("{base}[tls]\nlisten = \"127.0.0.1:2\"\ncert = \"{pem}\"\nkey = \"{pem}\"\n");
+        let config = EdgeConfig::parse(&ok, "e.toml").unwrap();
+        assert_eq!(config.tls.unwrap().listen.port(), 2);
+        assert!(EdgeConfig::parse(base, "e.toml").unwrap().tls.is_none());
+
+        let text = format!("{base}[tls]\nlisten = \"127.0.0.1:2\"\ncert = \"{missing}\"\nkey = \"{pem}\"\n");
+        let err = EdgeConfig::parse(&text, "e.toml").unwrap_err().to_string();
+        assert!(err.contains("tls.cert") && err.contains("missing.pem") && err.contains("does not exist"), "{err}");
+        let text =
+            format!("{base}[tls]\nlisten = \"127.0.0.1:2\"\ncert = \"{pem}\"\nkey = \"{}\"\n", dir.path().display());
+        let err = EdgeConfig::parse(&text, "e.toml").unwrap_err().to_string();
+        assert!(err.contains("tls.key") && err.contains("is not a file"), "{err}");
+
+        let origin =
+            |ca: &str| format!("{base}[[origin]]\nhost = \"a.com\"\nurl = \"https://x\"\nca-file = \"{ca}\"\n");
+        let config = EdgeConfig::parse(&origin(&pem.to_string()), "e.toml").unwrap();
+        assert_eq!(config.origin_ca_files().len(), 1);
+        let err = EdgeConfig::parse(&origin(&missing.to_string()), "e.toml").unwrap_err().to_string();
+        assert!(err.contains("`a.com`: ca-file") && err.contains("missing.pem"), "{err}");
     }
 }

@@ -21,6 +21,7 @@ pub mod fill;
 pub mod http_cache;
 pub mod metrics;
 mod origin;
+mod origin_client;
 pub mod policy_slot;
 pub mod proxy;
 pub mod purge;

@@ -12,9 +12,6 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use crate::config::{EdgeConfig, OriginConfig};
 use crate::fill::{FillConfig, FillError, FillHead, FillLeader, FillMap};
@@ -22,6 +19,7 @@ use crate::http_cache::{
     self, CacheConfig, CacheStatusKind, Forward, StoreVerdict, StoredResponse, RFC_CACHEABLE_STATUSES,
 };
 use crate::metrics::{EdgeMetrics, OriginOutcome};
+use crate::origin_client::OriginClients;
 use crate::policy_slot::PolicySlot;
 use crate::purge::PurgeExecutor;
 
@@ -44,7 +42,8 @@ pub(crate) struct Shared {
     pub policy: PolicySlot,
     pub purger: PurgeExecutor<StoredResponse>,
     pub metrics: Arc<EdgeMetrics>,
-    client: Client<HttpConnector, ProxyBody>,
+    /// The origin clients (http and https), one per trust set.
+    client: OriginClients,
 }
 
 impl Shared {
@@ -66,13 +65,10 @@ impl Shared {
             honor_client_cache_control: config.cache.honor_client_cache_control,
             cacheable_statuses: RFC_CACHEABLE_STATUSES.to_vec(),
         };
-        let connect = config.origins.iter().map(OriginConfig::connect_timeout).max();
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect.unwrap_or(Duration::from_secs(2))));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let client = OriginClients::new(&config)?;
         let metrics = Arc::new(EdgeMetrics::default());
-        let purger = PurgeExecutor::new(Arc::clone(&store), policy.clone(), Arc::clone(&metrics));
+        let purger = PurgeExecutor::new(Arc::clone(&store), policy.clone(), Arc::clone(&metrics))
+            .with_query_mode(config.cache.query_mode);
         Ok(Arc::new(Shared { config, cache_cfg, store, fills, policy, purger, metrics, client }))
     }
 
@@ -97,7 +93,7 @@ impl Shared {
         origin: &OriginConfig,
         req: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, FillError> {
-        match tokio::time::timeout(origin.read_timeout(), self.client.request(req)).await {
+        match tokio::time::timeout(origin.read_timeout(), self.client.for_origin(origin).request(req)).await {
             Err(_) => Err(FillError::Timeout),
             Ok(Err(e)) => {
                 let mut msg = e.to_string();
@@ -117,8 +113,10 @@ impl Shared {
     pub fn store_response(&self, token: FillToken, key: &str, url: &str, host: &str, stored: StoredResponse) {
         let meta =
             EntryMeta::new(url, host).with_tags(stored.tags.clone()).with_keep_for(stored.keep_for(SystemTime::now()));
-        let variant = Variant::from_headers(stored.vary.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        if !stored.vary.is_empty() {
+        let varies = stored.headers.contains_key(header::VARY);
+        let pairs = stored.vary.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        let variant = if varies { Variant::of_varying(pairs) } else { Variant::none() };
+        if varies {
             let _ = self.store.insert_filled(token, key, &Variant::none(), meta.clone(), stored.clone());
         }
         if let Err(e) = self.store.insert_filled(token, key, &variant, meta, stored) {

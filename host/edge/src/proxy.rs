@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use edgepurge_edge_cache::{CacheStore, Hit, PurgeMode, Scope, Variant};
+use edgepurge_edge_cache::{CacheStore, Hit, Variant};
 use edgepurge_sdk::{RequestMeta, Task, TaskKind};
 use edgepurge_url::NormalizedUrl;
 use futures_util::StreamExt;
@@ -81,6 +81,9 @@ pub(crate) async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>, peer
 }
 
 async fn answer(shared: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        return text(StatusCode::BAD_REQUEST, "more than one Host header"); // RFC 9112 §3.2
+    }
     let authority = req
         .headers()
         .get(header::HOST)
@@ -180,7 +183,7 @@ async fn pass_through(
         Ok(resp) => {
             for target in http_cache::invalidation_targets(&parts.method, resp.status(), url.as_str(), resp.headers()) {
                 if let Ok(target) = crate::purge::cache_url(&target) {
-                    shared.store.purge(&Scope::Url(target.into_string()), PurgeMode::Hard);
+                    shared.purger.invalidate_url(&target).await;
                 }
             }
             relay(resp, CacheStatusKind::forward(Forward::Method), None)
@@ -195,10 +198,10 @@ fn lookup(store: &CacheStore<StoredResponse>, key: &str, req_headers: &HeaderMap
         return Some(base);
     }
     let pairs = http_cache::vary_key(base.value().headers.get_all(header::VARY), req_headers)?;
-    if pairs == base.value().vary || pairs.is_empty() {
+    if pairs == base.value().vary {
         return Some(base);
     }
-    store.get(key, &Variant::from_headers(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))))
+    store.get(key, &Variant::of_varying(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))))
 }
 
 /// A response from a stored copy (fresh hit, stale-while-revalidate, busy fallback).
@@ -272,7 +275,8 @@ impl Pending<'_> {
             uri: origin_uri(self.origin, self.path),
             headers: forward_headers(&self.parts.headers, true),
             key: self.key.clone(),
-            url: self.url.as_str().to_owned(),
+            // Purged by its canonical URL when a policy key or query mode merges URLs.
+            url: crate::purge::entry_url(&self.key, self.url),
             host: self.url.host().to_owned(),
             fwd,
             revalidate,
@@ -342,7 +346,9 @@ pub(crate) async fn cacheable(
                 return serve_stored(stored, headers, &pending.parts, status);
             }
             Evaluation::MustRevalidate { conditional_headers } => {
-                fwd = Forward::Stale;
+                // A fresh, unpurged object is revalidated only because the client asked (RFC 9211).
+                let fresh = !hit.soft_purged && stored.is_fresh(now);
+                fwd = if fresh { Forward::Request } else { Forward::Stale };
                 stale = Some(stored.clone());
                 revalidate = Some((stored.clone(), conditional_headers));
             }

@@ -9,13 +9,18 @@
 //! entry whether clients fetch it over http or https, so every URL the edge stores or purges is
 //! written with `http://` ([`cache_url`], [`cache_prefix`]); a purge of `https://a.com/x` finds
 //! what a request for `http://a.com/x` stored.
+//!
+//! A URL purge removes what a request for that URL is served from. When the policy's
+//! `cache-key` (or the `ignore` query mode) makes several URLs share one object, the object is
+//! stored under its canonical URL ([`entry_url`]) and a URL purge of any of those URLs also
+//! purges that canonical URL.
 
 use crate::metrics::EdgeMetrics;
 use crate::policy_slot::PolicySlot;
 use edgepurge_edge_cache::CacheStore;
 use edgepurge_policy_runtime::DecisionSource;
-use edgepurge_sdk::{Task, TaskKind};
-use edgepurge_url::{NormalizedPrefix, NormalizedUrl, UrlError};
+use edgepurge_sdk::{PurgeMode, RequestMeta, Scope, Task, TaskKind};
+use edgepurge_url::{NormalizedPrefix, NormalizedUrl, QueryMode, UrlError};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -56,6 +61,7 @@ pub struct PurgeExecutor<V: Send + Sync + 'static> {
     store: Arc<CacheStore<V>>,
     policy: PolicySlot,
     metrics: Arc<EdgeMetrics>,
+    query_mode: QueryMode,
 }
 
 fn kind_name(kind: TaskKind) -> &'static str {
@@ -84,6 +90,17 @@ pub fn cache_prefix(input: &str) -> Result<NormalizedPrefix, UrlError> {
     match prefix.as_str().strip_prefix("https://") {
         Some(rest) => edgepurge_url::normalize_prefix(&format!("http://{rest}")),
         None => Ok(prefix),
+    }
+}
+
+/// The URL an object stored under cache `key` for a request of `url` is purged by: the key
+/// itself when it is a cache URL of the same host (a policy `cache-key` or the `ignore` query
+/// mode merging several URLs into one object, so that purging the canonical URL finds it), the
+/// request's URL otherwise.
+pub fn entry_url(key: &str, url: &NormalizedUrl) -> String {
+    match cache_url(key) {
+        Ok(canonical) if canonical.as_str() == key && canonical.host() == url.host() => key.to_owned(),
+        _ => url.as_str().to_owned(),
     }
 }
 
@@ -127,7 +144,48 @@ pub fn normalize_task(task: &Task) -> Result<Task, PurgeError> {
 impl<V: Send + Sync + 'static> PurgeExecutor<V> {
     /// An executor over `store`, asking `policy` for scopes and counting the calls in `metrics`.
     pub fn new(store: Arc<CacheStore<V>>, policy: PolicySlot, metrics: Arc<EdgeMetrics>) -> Self {
-        PurgeExecutor { store, policy, metrics }
+        PurgeExecutor { store, policy, metrics, query_mode: QueryMode::default() }
+    }
+
+    /// The proxy's query mode (`[cache] query-mode`), to find the object a URL is served from.
+    pub fn with_query_mode(mut self, query_mode: QueryMode) -> Self {
+        self.query_mode = query_mode;
+        self
+    }
+
+    /// The canonical URL the object for a GET of `target` is stored under, when it is not
+    /// `target` itself (see [`entry_url`]): keyed as the proxy keys it, by the policy's
+    /// `cache-key` (with no request headers) or the query mode.
+    async fn canonical_url(&self, target: &str) -> Option<String> {
+        let url = cache_url(target).ok()?;
+        let policy = self.policy.current();
+        let policy_key = if policy.info().hooks.cache_key {
+            let meta = RequestMeta { method: "GET".into(), url: url.as_str().to_owned(), headers: Vec::new() };
+            let outcome = policy.cache_key(&meta).await;
+            self.metrics.policy_call("cache-key", &outcome.source);
+            outcome.value
+        } else {
+            None
+        };
+        let key = policy_key.or_else(|| url.cache_key(self.query_mode).map(str::to_owned))?;
+        let canonical = entry_url(&key, &url);
+        (canonical != url.as_str()).then_some(canonical)
+    }
+
+    /// Hard-purges what a request for `url` is served from (RFC 9111 §4.4 invalidation by an
+    /// unsafe method): the URL and, if the object is stored under another URL, that one.
+    pub async fn invalidate_url(&self, url: &NormalizedUrl) {
+        let canonical = self.canonical_url(url.as_str()).await;
+        self.store.purge(&Scope::Url(url.as_str().to_owned()), PurgeMode::Hard);
+        if let Some(canonical) = canonical {
+            self.store.purge(&Scope::Url(canonical), PurgeMode::Hard);
+        }
+    }
+
+    fn purge(&self, scope: Scope, mode: PurgeMode, report: &mut PurgeReport) {
+        let done = self.store.purge(&scope, mode);
+        report.direct += done.direct as u64;
+        report.actions.push(format!("{} {:?}", mode.name(), scope));
     }
 
     /// Normalises the task, asks `scope-purge`, and applies every action.
@@ -149,9 +207,14 @@ impl<V: Send + Sync + 'static> PurgeExecutor<V> {
             warm: (task.kind == TaskKind::Warm).then(|| task.target.clone()),
         };
         for action in outcome.value.actions {
-            let done = self.store.purge(&action.scope, action.mode);
-            report.direct += done.direct as u64;
-            report.actions.push(format!("{} {:?}", action.mode.name(), action.scope));
+            let canonical = match &action.scope {
+                Scope::Url(url) => self.canonical_url(url).await,
+                _ => None,
+            };
+            self.purge(action.scope, action.mode, &mut report);
+            if let Some(canonical) = canonical {
+                self.purge(Scope::Url(canonical), action.mode, &mut report);
+            }
         }
         Ok(report)
     }
@@ -178,5 +241,15 @@ mod tests {
         let err = normalize_task(&task(TaskKind::Url, "/relative")).unwrap_err().to_string();
         assert!(err.contains("invalid url target `/relative`"), "{err}");
         assert!(normalize_task(&task(TaskKind::Tag, "")).is_err());
+    }
+
+    #[test]
+    fn objects_merged_under_a_url_key_are_purged_by_that_url() {
+        let url = cache_url("http://a.com/css/a.css?v=2").unwrap();
+        assert_eq!(entry_url("http://a.com/css/a.css", &url), "http://a.com/css/a.css");
+        // A key that is not a canonical URL of the same host: the request's URL.
+        assert_eq!(entry_url("css:a", &url), url.as_str());
+        assert_eq!(entry_url("http://b.com/css/a.css", &url), url.as_str());
+        assert_eq!(entry_url("HTTP://a.com/css/a.css", &url), url.as_str());
     }
 }

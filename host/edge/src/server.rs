@@ -1,5 +1,6 @@
-//! The edge's listeners: the proxy (HTTP/1.1 and HTTP/2 cleartext, hyper-util's auto server)
-//! and the admin listener (see `admin`), with graceful shutdown.
+//! The edge's listeners: the proxy (HTTP/1.1 and HTTP/2 cleartext, hyper-util's auto server),
+//! with `[tls]` the same proxy over TLS (HTTP/2 or HTTP/1.1 by ALPN; rustls set up by
+//! `edgepurge-tls`), and the admin listener (see `admin`), with graceful shutdown.
 //!
 //! ```no_run
 //! # async fn f(config: edgepurge_edge::config::EdgeConfig) -> anyhow::Result<()> {
@@ -24,7 +25,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::EdgeConfig;
 use crate::origin::Shared;
@@ -33,6 +35,8 @@ use crate::{admin, proxy};
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a TLS client may take to complete its handshake before its connection is closed.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the edge until `shutdown` completes, then drains in-flight requests.
 pub async fn run(config: EdgeConfig, policy: LoadedPolicy, shutdown: impl Future) -> anyhow::Result<()> {
@@ -42,12 +46,23 @@ pub async fn run(config: EdgeConfig, policy: LoadedPolicy, shutdown: impl Future
 /// The edge before its listeners are bound.
 pub struct Edge {
     shared: Arc<Shared>,
+    /// The TLS listener's handshake setup, when `[tls]` is configured.
+    tls: Option<TlsAcceptor>,
 }
 
 impl Edge {
     /// An edge with its cache store, fill map and origin client, serving with `policy`.
+    /// Fails when the `[tls]` certificate or key cannot be used, naming the file and the problem.
     pub fn new(config: EdgeConfig, policy: LoadedPolicy) -> anyhow::Result<Edge> {
-        Ok(Edge { shared: Shared::new(config, PolicySlot::new(policy))? })
+        let tls = match &config.tls {
+            Some(tls) => {
+                let server =
+                    edgepurge_tls::server_config(&tls.cert, &tls.key).map_err(|e| anyhow::anyhow!("[tls]: {e}"))?;
+                Some(TlsAcceptor::from(Arc::new(server)))
+            }
+            None => None,
+        };
+        Ok(Edge { shared: Shared::new(config, PolicySlot::new(policy))?, tls })
     }
 
     /// The policy slot, to replace the policy while serving.
@@ -55,7 +70,8 @@ impl Edge {
         self.shared.policy.clone()
     }
 
-    /// Binds the proxy (`listen`) and admin (`admin-listen`) listeners; port 0 picks a free port.
+    /// Binds the proxy (`listen`), admin (`admin-listen`) and, when configured, TLS (`tls.listen`)
+    /// listeners; port 0 picks a free port.
     pub async fn bind(self) -> anyhow::Result<BoundEdge> {
         let config = &self.shared.config;
         let proxy = TcpListener::bind(config.listen)
@@ -64,7 +80,30 @@ impl Edge {
         let admin = TcpListener::bind(config.admin_listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (admin-listen): {e}", config.admin_listen))?;
-        Ok(BoundEdge { shared: self.shared, proxy, admin })
+        let tls = match (self.tls, &config.tls) {
+            (Some(acceptor), Some(section)) => {
+                let listener = TcpListener::bind(section.listen)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {} (tls.listen): {e}", section.listen))?;
+                Some(TlsListener { listener, acceptor })
+            }
+            _ => None,
+        };
+        Ok(BoundEdge { shared: self.shared, proxy, admin, tls })
+    }
+}
+
+/// The bound TLS listener and its handshake setup.
+struct TlsListener {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+}
+
+/// Accepts on the TLS listener, or never completes when there is none.
+async fn accept_tls(tls: Option<&TlsListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match tls {
+        Some(tls) => tls.listener.accept().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -73,6 +112,7 @@ pub struct BoundEdge {
     shared: Arc<Shared>,
     proxy: TcpListener,
     admin: TcpListener,
+    tls: Option<TlsListener>,
 }
 
 impl BoundEdge {
@@ -86,24 +126,31 @@ impl BoundEdge {
         self.admin.local_addr().expect("bound listener has an address")
     }
 
+    /// The TLS listener's address, when `[tls]` is configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().map(|tls| tls.listener.local_addr().expect("bound listener has an address"))
+    }
+
     /// The policy slot, to replace the policy while serving.
     pub fn policy(&self) -> PolicySlot {
         self.shared.policy.clone()
     }
 
-    /// Serves both listeners until `shutdown` completes; then stops accepting and waits (up to
-    /// 30 s) for the requests in flight.
+    /// Serves the listeners until `shutdown` completes; then stops accepting and waits (up to
+    /// 30 s) for the requests in flight, TLS connections included.
     pub async fn serve(self, shutdown: impl Future) -> anyhow::Result<()> {
-        let BoundEdge { shared, proxy, admin } = self;
+        let tls_addr = self.tls_addr();
+        let BoundEdge { shared, proxy, admin, tls } = self;
         let _sweeper = shared.store.spawn_sweeper(Duration::from_secs(1), 10_000)?;
         let builder = auto::Builder::new(TokioExecutor::new());
         let graceful = GracefulShutdown::new();
-        tracing::info!(proxy = %proxy.local_addr()?, admin = %admin.local_addr()?, "edge listening");
+        tracing::info!(proxy = %proxy.local_addr()?, admin = %admin.local_addr()?, tls = ?tls_addr, "edge listening");
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            let (stream, is_admin) = tokio::select! {
-                accepted = proxy.accept() => (accepted, false),
-                accepted = admin.accept() => (accepted, true),
+            let (stream, is_admin, acceptor) = tokio::select! {
+                accepted = proxy.accept() => (accepted, false, None),
+                accepted = admin.accept() => (accepted, true, None),
+                accepted = accept_tls(tls.as_ref()) => (accepted, false, tls.as_ref().map(|t| t.acceptor.clone())),
                 _ = &mut shutdown => break,
             };
             let (stream, peer) = match stream {
@@ -127,6 +174,29 @@ impl BoundEdge {
                     Ok::<_, Infallible>(resp)
                 }
             });
+            if let Some(acceptor) = acceptor {
+                // The handshake runs in the connection's own task, bounded, so a slow or silent
+                // client never holds up accepting; the watcher makes shutdown wait for it too.
+                let (builder, watcher) = (builder.clone(), graceful.watcher());
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                    };
+                    // Serve the protocol ALPN chose; without ALPN, detect it from the preface.
+                    let builder = match stream.get_ref().1.alpn_protocol() {
+                        Some(edgepurge_tls::ALPN_H2) => builder.http2_only(),
+                        Some(_) => builder.http1_only(),
+                        None => builder,
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, "TLS connection ended with an error");
+                    }
+                });
+                continue;
+            }
             let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
@@ -135,7 +205,7 @@ impl BoundEdge {
                 }
             });
         }
-        drop((proxy, admin));
+        drop((proxy, admin, tls));
         tracing::info!("edge shutting down: draining requests in flight");
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
             tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; closing");

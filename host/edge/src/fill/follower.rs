@@ -14,6 +14,12 @@ use super::{bump, lock, Counters, FillError, FillHead};
 /// A request waiting on another request's fill. Read [`FillFollower::head`], then
 /// [`FillFollower::next_chunk`] until `None` (or use [`FillFollower::into_stream`]). Every wait
 /// is bounded; dropping the follower detaches it (the waiter count drops).
+///
+/// When the head declares a `Content-Length`, the chunk that completes it is handed out only
+/// once the fill has ended: a client knows its body is complete when it has that many bytes, so
+/// holding the last ones back until the leader has stored the object and finished means a
+/// client that got a whole response finds the object in the cache on its next request (and one
+/// whose fill failed at the very end gets the error, not a body that looks complete).
 pub struct FillFollower {
     fill: Arc<Fill>,
     id: u64,
@@ -21,7 +27,13 @@ pub struct FillFollower {
     head_deadline: Instant,
     idle_timeout: Duration,
     counters: Arc<Counters>,
-    head: Option<FillHead>,
+    /// Boxed: followers are moved around in [`Join`](super::Join), which stays small.
+    head: Option<Box<FillHead>>,
+    /// Body bytes still to come when the head declared a `Content-Length`.
+    remaining: Option<u64>,
+    /// The chunk completing the declared length, read but held until the fill ends (boxed, as
+    /// the head).
+    held: Option<Box<Bytes>>,
     /// Set once detached: the error to repeat from `head`, or `None` after a clean end.
     done: Option<Option<FillError>>,
 }
@@ -41,7 +53,18 @@ impl FillFollower {
         counters: Arc<Counters>,
     ) -> Self {
         let changed = fill.subscribe();
-        Self { fill, id, changed, head_deadline, idle_timeout, counters, head: None, done: None }
+        Self {
+            fill,
+            id,
+            changed,
+            head_deadline,
+            idle_timeout,
+            counters,
+            head: None,
+            remaining: None,
+            held: None,
+            done: None,
+        }
     }
 
     /// A follower that is not attached and fails at once with [`FillError::TooLateToJoin`].
@@ -58,7 +81,7 @@ impl FillFollower {
     pub async fn head(&mut self) -> Result<FillHead, FillError> {
         loop {
             if let Some(head) = &self.head {
-                return Ok(head.clone());
+                return Ok(FillHead::clone(head));
             }
             if let Some(done) = &self.done {
                 return Err(done.clone().unwrap_or(FillError::LeaderGone));
@@ -75,7 +98,11 @@ impl FillFollower {
                 }
             };
             match found {
-                Ok(Some(head)) => self.head = Some(head),
+                Ok(Some(head)) => {
+                    let length = head.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
+                    self.remaining = length.and_then(|v| v.trim().parse().ok());
+                    self.head = Some(Box::new(head));
+                }
                 Ok(None) => {
                     if timeout_at(self.head_deadline, self.changed.changed()).await.is_err() {
                         bump(&self.counters.follower_timeouts);
@@ -99,10 +126,27 @@ impl FillFollower {
         }
         let deadline = Instant::now() + self.idle_timeout;
         loop {
+            if self.held.is_some() {
+                // Kept in `self` while waiting, so a cancelled call loses nothing.
+                if let Err(error) = self.wait_for_end(deadline).await {
+                    self.held = None;
+                    return Some(Err(error));
+                }
+                return self.held.take().map(|chunk| Ok(*chunk));
+            }
             self.changed.borrow_and_update();
             let read = lock(&self.fill.state).read(self.id);
             match read {
-                Read::Chunk(chunk) => return Some(Ok(chunk)),
+                Read::Chunk(chunk) => {
+                    if let Some(remaining) = &mut self.remaining {
+                        *remaining = remaining.saturating_sub(chunk.len() as u64);
+                        if *remaining == 0 {
+                            self.held = Some(Box::new(chunk));
+                            continue;
+                        }
+                    }
+                    return Some(Ok(chunk));
+                }
                 Read::End => {
                     self.detach(None);
                     return None;
@@ -112,6 +156,24 @@ impl FillFollower {
                     if timeout_at(deadline, self.changed.changed()).await.is_err() {
                         bump(&self.counters.follower_timeouts);
                         return Some(Err(self.detach(Some(FillError::Timeout)).unwrap_or(FillError::Timeout)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits (until `deadline`) for the fill to end: `Ok` once it finished, its error if it failed.
+    async fn wait_for_end(&mut self, deadline: Instant) -> Result<(), FillError> {
+        loop {
+            self.changed.borrow_and_update();
+            let end = lock(&self.fill.state).end.clone();
+            match end {
+                Some(End::Finished) => return Ok(()),
+                Some(End::Failed(error)) => return Err(self.detach(Some(error.clone())).unwrap_or(error)),
+                None => {
+                    if timeout_at(deadline, self.changed.changed()).await.is_err() {
+                        bump(&self.counters.follower_timeouts);
+                        return Err(self.detach(Some(FillError::Timeout)).unwrap_or(FillError::Timeout));
                     }
                 }
             }

@@ -310,3 +310,33 @@ fn error_statuses() {
     assert!(!FillError::OriginFailed("x".into()).is_retryable());
     assert_eq!(FillConfig::default().max_waiters, 10);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_chunk_completing_the_content_length_waits_for_the_fill_to_end() {
+    let map = FillMap::new(config());
+    let leader = leader(map.join("/k"));
+    let mut f = follower(map.join("/k"));
+    let mut h = head();
+    h.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("6"));
+    leader.publish_head(h);
+    leader.publish_chunk(Bytes::from_static(b"abc"));
+    assert_eq!(f.next_chunk().await, Some(Ok(Bytes::from_static(b"abc"))));
+    leader.publish_chunk(Bytes::from_static(b"def"));
+    // The last bytes would tell a client its body is complete: not before the leader finished
+    // (stored the object). A call given up meanwhile loses nothing.
+    assert!(tokio::time::timeout(Duration::from_millis(500), f.next_chunk()).await.is_err());
+    leader.finish();
+    assert_eq!(f.next_chunk().await, Some(Ok(Bytes::from_static(b"def"))));
+    assert_eq!(f.next_chunk().await, None);
+
+    // A fill that fails after the last bytes: the follower gets the error, not a complete body.
+    let leader = super::tests::leader(map.join("/j"));
+    let mut f = follower(map.join("/j"));
+    let mut h = head();
+    h.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+    leader.publish_head(h);
+    leader.publish_chunk(Bytes::from_static(b"abc"));
+    leader.fail(FillError::OriginFailed("trailing garbage".into()));
+    assert_eq!(f.next_chunk().await, Some(Err(FillError::OriginFailed("trailing garbage".into()))));
+    assert_eq!(f.next_chunk().await, None);
+}

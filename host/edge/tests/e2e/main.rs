@@ -1,5 +1,13 @@
 //! The edge role end to end: real origins on 127.0.0.1:0, the edge on port 0, real HTTP.
 //! One test binary (linking wasmtime once); one module per feature.
 
+mod bad_input;
 mod basics;
+mod collapse;
+mod operations;
+mod policy;
+mod purges;
+mod range;
+mod rfc;
 mod support;
+mod tls;
