@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// The `edgepurge` binary next to this test binary (built by `cargo test --workspace`).
-fn edgepurge() -> PathBuf {
+pub fn edgepurge() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>/deps");
     let bin = dir.join("edgepurge");

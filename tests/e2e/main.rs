@@ -2,6 +2,7 @@
 //! `make policies` (which `make test` runs first).
 
 mod cli;
+mod edge_cli;
 mod hostile;
 mod policy_cases;
 mod runtime;
