@@ -40,9 +40,12 @@ pub(crate) async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Resp
                 Ok(body) => body.to_bytes(),
                 Err(e) => return text(StatusCode::BAD_REQUEST, format!("cannot read the task: {e}")),
             };
-            let task: Task = match serde_json::from_slice(&body) {
+            let task: Task = match serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body)) {
                 Ok(task) => task,
-                Err(e) => return text(StatusCode::BAD_REQUEST, format!("invalid task JSON: {e}")),
+                Err(e) if e.path().iter().next().is_none() => {
+                    return text(StatusCode::BAD_REQUEST, format!("invalid task JSON: {}", e.inner()));
+                }
+                Err(e) => return text(StatusCode::BAD_REQUEST, format!("invalid task JSON at `{}`: {}", e.path(), e.inner())),
             };
             let report = match shared.purger.apply(&task).await {
                 Ok(report) => report,

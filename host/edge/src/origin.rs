@@ -244,7 +244,9 @@ pub(crate) async fn run_fill(shared: Arc<Shared>, leader: FillLeader<String>, jo
             shared.store_response(token, &job.key, &job.url, &job.host, merged.clone());
             return publish_stored(leader, &merged, kind, None);
         }
-        if status.is_server_error() {
+        // A 5xx is answered with the stale copy when stale-if-error allows; otherwise the
+        // origin's own error is relayed below (RFC 9111 §4.3.3), not replaced by a 502.
+        if status.is_server_error() && http_cache::stale_if_error_allowed(stored, now) {
             return stale_or_fail(leader, &job, FillError::OriginFailed(format!("origin answered {status}")), status);
         }
     }

@@ -193,7 +193,10 @@ async fn bad_tasks_are_refused_naming_the_problem_and_purge_nothing() {
         ("not json at all", "invalid task JSON"),
         (r#"{"id": 1, "kind": "bogus", "target": "x"}"#, "bogus"),
         (r#"{"id": 1, "kind": "url", "target": "http://a.test/a", "colour": "red"}"#, "colour"),
-        (r#"{"id": 1, "kind": "url", "target": "http://a.test/a", "soft": "yes"}"#, "expected a boolean"),
+        (
+            r#"{"id": 1, "kind": "url", "target": "http://a.test/a", "soft": "yes"}"#,
+            "at `soft`: invalid type: string \"yes\", expected a boolean",
+        ),
         (r#"{"id": 1, "kind": "url", "target": "/relative"}"#, "/relative"),
         (r#"{"id": 1, "kind": "url", "target": "ftp://a.test/a"}"#, "ftp://a.test/a"),
         (r#"{"id": 1, "kind": "prefix", "target": "a.test/ab"}"#, "invalid prefix target"),
