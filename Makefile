@@ -59,5 +59,11 @@ policy-cases: policies
 bench: policies
 	$(CARGO) bench -p edgepurge-bench
 
+## make bench-hit: cache-hit throughput of the edge next to nginx proxy_cache and Varnish
+## (bench/hit/run.sh; installs nginx, varnish, wrk when missing; RUNS, DURATION, CONNECTIONS, SIZES).
+.PHONY: bench-hit
+bench-hit:
+	CARGO="$(CARGO)" bench/hit/run.sh
+
 clean:
 	$(CARGO) clean

@@ -19,6 +19,60 @@ const SPECIAL_QUERY: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'#').add(b'<
 /// Normalises a full URL; see the crate docs for the rules.
 pub(crate) fn url(input: &str, max: usize) -> Result<NormalizedUrl, UrlError> {
     check::length(input.len(), max)?;
+    if let Some(out) = already_normal(input) {
+        return Ok(out);
+    }
+    parse_url(input, max)
+}
+
+/// `input` as it is when it is already in normal form, the common case on the edge's request
+/// path, without the WHATWG parser (a tenth of a cache hit's CPU); `None` sends it through
+/// [`parse_url`]. Deliberately narrow, so the answer is always what the parser gives (a
+/// property test checks it): lower-case `[a-z0-9-]` host labels, the last starting with a
+/// letter (no IPv4 number forms, no IDNA, no `xn--`); a non-default port without a leading
+/// zero; a path and a non-empty query of characters neither the parser nor the escape rules
+/// change (no `%`, no `#`, no `'` in the query), with no `.` or `..` segments.
+fn already_normal(input: &str) -> Option<NormalizedUrl> {
+    let (scheme, default_port, rest) = match input.strip_prefix("http://") {
+        Some(rest) => ("http", 80, rest),
+        None => ("https", 443, input.strip_prefix("https://")?),
+    };
+    let (authority, path_query) = rest.split_at(rest.find('/')?);
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && !l.starts_with("xn--")
+            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if !host.split('.').all(label_ok) || !host.rsplit('.').next()?.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some(p)
+            if p.len() <= 5
+                && p.starts_with(|c: char| matches!(c, '1'..='9'))
+                && p.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Some(p.parse::<u16>().ok().filter(|&p| p != default_port)?)
+        }
+        Some(_) => return None,
+    };
+    let (path, query) = match path_query.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path_query, None),
+    };
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&()*+,;=:@/".contains(&b);
+    let path_ok = path.bytes().all(|b| plain(b) || b == b'\'') && !path.split('/').any(|seg| seg == "." || seg == "..");
+    let query_ok = query.is_none_or(|q| !q.is_empty() && q.bytes().all(|b| plain(b) || b == b'?'));
+    (path_ok && query_ok).then(|| NormalizedUrl::from_parts(scheme, host, port, path, query))
+}
+
+/// The full normalisation: checks, the WHATWG parser, escapes.
+fn parse_url(input: &str, max: usize) -> Result<NormalizedUrl, UrlError> {
     check::chars(input)?;
     check::percent(input, false)?;
     let input = check::backslashes(input);
@@ -130,6 +184,54 @@ fn hex(c: u8) -> u8 {
         b'0'..=b'9' => c - b'0',
         b'a'..=b'f' => c - b'a' + 10,
         _ => c - b'A' + 10,
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn common_request_urls_take_the_fast_path() {
+        for u in
+            ["http://www.example.com/a/b.png?v=2&x=1", "https://a.test:8443/", "http://cdn-1.example.com/~me/a,b;c=d"]
+        {
+            assert_eq!(already_normal(u).map(|n| n.as_str().to_owned()), Some(u.to_owned()), "{u}");
+        }
+        for u in [
+            "http://A.com/",
+            "http://a.com:80/",
+            "http://1.2.3.4/",
+            "http://a.com/%7e",
+            "http://a.com/./x",
+            "http://a.com/?",
+        ] {
+            assert!(already_normal(u).is_none(), "{u}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+        /// Plain URLs do take the fast path (so the agreement below is exercised).
+        #[test]
+        fn plain_urls_take_the_fast_path(input in "https?://[a-z][a-z0-9]{0,5}(\\.[a-z][a-z0-9]{0,3}){0,2}(:[1-9][0-9]{3})?(/[a-zA-Z0-9_~-]{1,5}){1,3}") {
+            let fast = already_normal(&input).expect("a plain URL takes the fast path");
+            let slow = parse_url(&input, usize::MAX).unwrap();
+            prop_assert_eq!(fast.as_str(), slow.as_str());
+        }
+
+        /// Whatever the fast path answers is exactly what the full normalisation answers.
+        #[test]
+        fn the_fast_path_agrees_with_the_parser(
+            input in "(https?|HTTP)://([a-z0-9-]{0,4}|xn--a|0x1|[A-Z]|[0-9]{1,3})(\\.([a-z0-9-]{0,4}|[0-9]{1,3})){0,3}(:[0-9]{0,6})?(/([a-zA-Z0-9._~!$&'()*+,;=:@-]{0,4}|\\.|\\.\\.|%2e|%7E|\\\\)){0,4}(\\?[a-zA-Z0-9'?/=&.%#-]{0,6})?(#x)?"
+        ) {
+            if let Some(fast) = already_normal(&input) {
+                let slow = parse_url(&input, usize::MAX).expect("the fast path accepted what the parser refuses");
+                prop_assert_eq!(fast.as_str(), slow.as_str());
+                prop_assert_eq!((fast.host(), fast.port(), fast.path(), fast.query()), (slow.host(), slow.port(), slow.path(), slow.query()));
+            }
+        }
     }
 }
 

@@ -81,7 +81,9 @@ pub fn stale_if_error_allowed(stored: &StoredResponse, now: SystemTime) -> bool 
 /// (weak comparison, `*` matches) decides when present; otherwise `If-Modified-Since` at or after
 /// `Last-Modified`. Only meaningful for a `200` response.
 pub fn client_not_modified(req: &http::request::Parts, response_headers: &HeaderMap) -> bool {
-    if req.method != Method::GET && req.method != Method::HEAD {
+    let conditional =
+        req.headers.contains_key(header::IF_NONE_MATCH) || req.headers.contains_key(header::IF_MODIFIED_SINCE);
+    if !conditional || (req.method != Method::GET && req.method != Method::HEAD) {
         return false;
     }
     let inm: Vec<&str> = req

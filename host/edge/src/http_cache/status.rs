@@ -91,7 +91,10 @@ impl CacheStatusKind {
 /// `ttl_remaining` is [`StoredResponse::ttl_remaining`](super::StoredResponse::ttl_remaining),
 /// negative when stale. A `detail` that is not an sf-token is sent as an escaped sf-string.
 pub fn cache_status(kind: CacheStatusKind, detail: Option<&str>, ttl_remaining: Option<i64>) -> HeaderValue {
-    let mut out = String::from(CACHE_NAME);
+    use std::fmt::Write as _;
+    // On every response: one allocation, no temporaries.
+    let mut out = String::with_capacity(64);
+    out.push_str(CACHE_NAME);
     let (stored, collapsed) = match kind {
         CacheStatusKind::Hit => {
             out.push_str("; hit");
@@ -101,13 +104,13 @@ pub fn cache_status(kind: CacheStatusKind, detail: Option<&str>, ttl_remaining: 
             out.push_str("; fwd=");
             out.push_str(fwd.as_str());
             if let Some(status) = fwd_status {
-                out.push_str(&format!("; fwd-status={}", status.as_u16()));
+                let _ = write!(out, "; fwd-status={}", status.as_u16());
             }
             (stored, collapsed)
         }
     };
     if let Some(ttl) = ttl_remaining {
-        out.push_str(&format!("; ttl={ttl}"));
+        let _ = write!(out, "; ttl={ttl}");
     }
     if stored {
         out.push_str("; stored");
