@@ -110,7 +110,7 @@ pub enum StoreVerdict {
     Store(Box<StorePlan>),
     /// Do not store it; the reason goes into `Cache-Status` as `detail`: `method`,
     /// `policy-bypass`, `partial`, `status`, `no-store`, `vary-star`, `authorization`, `private`,
-    /// `set-cookie`.
+    /// `set-cookie`, `stale` (stale on arrival, no stale window, no validator).
     DoNotStore(&'static str),
 }
 
@@ -242,6 +242,12 @@ pub fn prepare_store(
         policy,
         headers,
     };
+    // Stale on arrival with no stale window and nothing to revalidate with: no request could
+    // ever use it, so it is not stored (and `Cache-Status` does not say `stored`).
+    let has_validator = plan.headers.contains_key(header::ETAG) || plan.headers.contains_key(header::LAST_MODIFIED);
+    if plan.ttl.is_zero() && plan.swr.is_zero() && plan.sie.is_zero() && !has_validator {
+        return StoreVerdict::DoNotStore("stale");
+    }
     StoreVerdict::Store(Box::new(plan))
 }
 

@@ -178,8 +178,12 @@ fn default_ttl_applies_only_without_explicit_freshness() {
     assert_eq!(p.ttl, Duration::from_secs(172_800));
     let p = plan(with(CacheDecision::default(), &cfg, &get(URL, &[]), &[("cache-control", "max-age=10")]));
     assert_eq!(p.ttl, Duration::from_secs(10));
-    // Without a default TTL and without Last-Modified the heuristic gives nothing: stored stale.
-    assert_eq!(plan(verdict(&get(URL, &[]), &response(200, &[]))).ttl, Duration::ZERO);
+    // Without a default TTL and without Last-Modified the heuristic gives nothing: with a
+    // validator it is stored stale (revalidated on use); without one no request could use it.
+    assert_eq!(plan(verdict(&get(URL, &[]), &response(200, &[("etag", "\"e\"")]))).ttl, Duration::ZERO);
+    assert_eq!(reason(verdict(&get(URL, &[]), &response(200, &[]))), "stale");
+    let swr = [("cache-control", "max-age=0, stale-while-revalidate=30")];
+    assert_eq!(plan(verdict(&get(URL, &[]), &response(200, &swr))).swr, Duration::from_secs(30));
 }
 
 #[test]

@@ -19,7 +19,6 @@ mod origin;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Deref;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,7 +26,7 @@ use edgepurge_edge::config::EdgeConfig;
 use edgepurge_edge::policy_slot::PolicySlot;
 use edgepurge_edge::server::Edge;
 use edgepurge_policy_runtime::policy::PolicyOptions;
-use edgepurge_policy_runtime::{LoadedPolicy, PolicyRuntime, RuntimeConfig};
+use edgepurge_policy_runtime::{LoadedPolicy, PolicyRuntime};
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -46,12 +45,6 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// One engine for every Wasm policy of this test binary.
-fn runtime() -> PolicyRuntime {
-    static RUNTIME: OnceLock<PolicyRuntime> = OnceLock::new();
-    RUNTIME.get_or_init(|| PolicyRuntime::new(RuntimeConfig::default()).expect("the default runtime is valid")).clone()
-}
-
 /// Loads `target/<dir>/<name>.wasm` with `config` and `deadline`, or fails saying how to build it.
 pub async fn load_wasm(dir: &str, name: &str, config: &BTreeMap<String, String>, deadline: Duration) -> LoadedPolicy {
     let path = repo_root().join("target").join(dir).join(format!("{name}.wasm"));
@@ -59,7 +52,10 @@ pub async fn load_wasm(dir: &str, name: &str, config: &BTreeMap<String, String>,
         .unwrap_or_else(|e| panic!("cannot read {}: {e}; run `make policies` first", path.display()));
     let mut options = PolicyOptions { config: config.clone(), ..PolicyOptions::default() };
     options.limits.deadline = deadline;
-    runtime().load(&bytes, options).await.unwrap_or_else(|e| panic!("policy {} rejected: {e}", path.display()))
+    PolicyRuntime::shared()
+        .load(&bytes, options)
+        .await
+        .unwrap_or_else(|e| panic!("policy {} rejected: {e}", path.display()))
 }
 
 /// Which policy the edge starts with.
