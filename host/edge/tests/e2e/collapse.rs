@@ -190,3 +190,35 @@ async fn past_max_waiters_a_stale_copy_is_served_when_there_is_one() {
     }
     edge.shutdown().await;
 }
+
+/// Responses stream as they arrive from the origin: the leader and a collapsed waiter both get
+/// the first half of the body while the origin still holds the second half, then the rest; the
+/// object is stored once complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stream_to_every_waiter_before_the_origin_finishes() {
+    let origin = Origin::start().await;
+    let gate = Gate::new();
+    let body = "a".repeat(50_000) + &"b".repeat(50_000);
+    origin.set("/stream", Reply::ok(body.clone()).cc("max-age=600").stall_body(&gate));
+    let edge = EdgeTest::new().origin("a.test", &origin).start().await;
+    let mut first = edge.send_streaming(edge.req(http::Method::GET, "/stream")).await;
+    let mut second = edge.send_streaming(edge.req(http::Method::GET, "/stream")).await;
+    for resp in [&mut first, &mut second] {
+        let mut got = 0;
+        while got < 50_000 {
+            let frame = tokio::time::timeout(PATIENCE, resp.body_mut().frame()).await;
+            let frame = frame.expect("the first half did not stream before the origin finished");
+            let data = frame.expect("the body ended early").expect("body error").into_data().unwrap_or_default();
+            assert!(data.iter().all(|&b| b == b'a'), "bytes of the second half arrived before the origin sent them");
+            got += data.len();
+        }
+    }
+    assert_eq!(origin.count("/stream"), 1);
+    gate.open();
+    for resp in [first, second] {
+        let rest = tokio::time::timeout(PATIENCE, resp.into_body().collect()).await.unwrap().unwrap().to_bytes();
+        assert_eq!(rest.len(), 50_000);
+    }
+    edge.get("/stream").await.assert_ok(&body).assert_hit();
+    edge.shutdown().await;
+}
