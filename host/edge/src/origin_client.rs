@@ -1,9 +1,9 @@
 //! The origin clients: pooled hyper clients speaking http:// or https:// (HTTP/2 when the origin's
 //! ALPN offers it), with TLS from `edgepurge-tls`.
 //!
-//! Trust is per client, so origins with different trust need different clients: one trusting the
-//! public roots, and one more per distinct `ca-file` (public roots plus that file's CAs). Origins
-//! sharing a `ca-file` share a client and its connection pool.
+//! Trust and the connect timeout are per client, so origins that differ in either get their own
+//! client: the public roots, or the public roots plus the origin's `ca-file` CAs, with the
+//! origin's `connect-timeout-ms`. Origins alike in both share a client and its connection pool.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,37 +20,41 @@ use crate::origin::ProxyBody;
 /// One pooled origin client.
 pub(crate) type OriginClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
 
-/// The origin clients by trust set.
+/// The origin clients by trust set and connect timeout.
 pub(crate) struct OriginClients {
-    /// For origins without `ca-file`.
-    public: OriginClient,
-    /// For origins with a `ca-file`, keyed by it.
-    by_ca_file: HashMap<PathBuf, OriginClient>,
+    /// Keyed by the origin's `ca-file` (none: the public roots) and connect timeout (ms).
+    clients: HashMap<(Option<PathBuf>, u64), OriginClient>,
+    /// For an origin not in the configuration the clients were built from.
+    fallback: OriginClient,
 }
 
 impl OriginClients {
-    /// Builds a client for each distinct trust set of `config`'s origins; fails naming the
-    /// `ca-file` that cannot be used.
+    /// Builds a client for each distinct trust set and connect timeout of `config`'s origins;
+    /// fails naming the `ca-file` that cannot be used.
     pub fn new(config: &EdgeConfig) -> anyhow::Result<OriginClients> {
-        // One connector setting for all: the longest configured connect timeout (the per-origin
-        // read timeout bounds the whole request anyway).
-        let connect = config.origins.iter().map(OriginConfig::connect_timeout).max();
-        let connect = connect.unwrap_or(Duration::from_secs(2));
         let no_extra: &[PathBuf] = &[];
-        let public = client(edgepurge_tls::client_config(no_extra)?, connect);
-        let mut by_ca_file = HashMap::new();
-        for ca_file in config.origin_ca_files() {
-            let tls = edgepurge_tls::client_config(&[ca_file]).map_err(|e| anyhow::anyhow!("origin ca-file: {e}"))?;
-            by_ca_file.insert(ca_file.to_owned(), client(tls, connect));
+        let fallback = client(edgepurge_tls::client_config(no_extra)?, Duration::from_secs(2));
+        let mut clients = HashMap::new();
+        for origin in &config.origins {
+            let key = (origin.ca_file.clone(), origin.connect_timeout_ms);
+            if clients.contains_key(&key) {
+                continue;
+            }
+            let tls = match &origin.ca_file {
+                None => edgepurge_tls::client_config(no_extra)?,
+                Some(ca_file) => edgepurge_tls::client_config(std::slice::from_ref(ca_file))
+                    .map_err(|e| anyhow::anyhow!("origin for host `{}`: ca-file: {e}", origin.host))?,
+            };
+            clients.insert(key, client(tls, origin.connect_timeout()));
         }
-        Ok(OriginClients { public, by_ca_file })
+        Ok(OriginClients { clients, fallback })
     }
 
-    /// The client for `origin`'s trust set.
+    /// The client for `origin`'s trust set and connect timeout.
     pub fn for_origin(&self, origin: &OriginConfig) -> &OriginClient {
-        // Every configured ca-file has a client (built in `new` from the same config); falling
-        // back to the public roots for an unknown one can only refuse more, never trust more.
-        origin.ca_file.as_ref().and_then(|file| self.by_ca_file.get(file)).unwrap_or(&self.public)
+        // Every configured origin has a client (built in `new` from the same config); the
+        // fallback trusts only the public roots, so it can only refuse more, never trust more.
+        self.clients.get(&(origin.ca_file.clone(), origin.connect_timeout_ms)).unwrap_or(&self.fallback)
     }
 }
 
