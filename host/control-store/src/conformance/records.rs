@@ -1,0 +1,220 @@
+//! Conformance checks on records: progress from watermarks, record queries, folding, tokens.
+
+use super::{batch, urls, Harness};
+use crate::model::*;
+use crate::{Error, QueueStore, RecordStore, TokenHash, TokenStore};
+
+fn applied(p: &Progress) -> Vec<(&str, u64, u64)> {
+    p.edges.iter().map(|e| (e.edge.as_str(), e.applied, e.total)).collect()
+}
+
+/// 0 %, partial, done: progress is computed from per-edge, per-queue watermarks.
+pub async fn progress_follows_watermarks<H: Harness>(h: &H) {
+    let store = h.create(2).await;
+    store.register_edge("a", 100).await.unwrap();
+    store.register_edge("b", 100).await.unwrap();
+    // Something already in queue 0, so the batch's offsets do not start at 1 there.
+    store.append(batch("t", 150), urls(0, "old", 5)).await.unwrap();
+    let mut tasks = urls(0, "q0", 4);
+    tasks.extend(urls(1, "q1", 6));
+    let id = store.append(batch("t", 200), tasks).await.unwrap().batch.id;
+
+    let p = store.progress(id).await.unwrap().expect("exists");
+    assert_eq!(applied(&p), vec![("a", 0, 10), ("b", 0, 10)]);
+    assert!(!p.done);
+    assert_eq!(p.percent(), 0.0);
+
+    store.set_watermark("a", 0, 5, 300).await.unwrap(); // only the older batch
+    store.set_watermark("a", 1, 3, 300).await.unwrap(); // half of queue 1
+    store.set_watermark("b", 0, 7, 300).await.unwrap(); // 2 of 4 on queue 0
+    let p = store.progress(id).await.unwrap().unwrap();
+    assert_eq!(applied(&p), vec![("a", 3, 10), ("b", 2, 10)]);
+    assert_eq!(p.percent(), 25.0);
+
+    store.set_watermark("a", 0, 9, 400).await.unwrap();
+    store.set_watermark("a", 1, 6, 400).await.unwrap();
+    store.set_watermark("a", 1, 2, 401).await.unwrap(); // a late, lower report changes nothing
+    let p = store.progress(id).await.unwrap().unwrap();
+    assert_eq!(applied(&p), vec![("a", 10, 10), ("b", 2, 10)]);
+    assert!(!p.done);
+    store.set_watermark("b", 0, 100, 500).await.unwrap(); // beyond the batch: caps at its size
+    store.set_watermark("b", 1, 6, 500).await.unwrap();
+    let p = store.progress(id).await.unwrap().unwrap();
+    assert!(p.done);
+    assert_eq!(p.percent(), 100.0);
+    let marks = store.watermarks().await.unwrap();
+    assert_eq!(marks.iter().find(|w| w.edge == "a" && w.queue == 1).map(|w| w.applied), Some(6));
+    assert_eq!(store.lowest_watermarks().await.unwrap(), Some(vec![9, 6]));
+
+    assert!(store.progress(id + 1000).await.unwrap().is_none());
+    assert!(matches!(store.set_watermark("nobody", 0, 1, 1).await, Err(Error::UnknownEdge(_))));
+    assert!(matches!(store.set_watermark("a", 2, 1, 1).await, Err(Error::NoSuchQueue { queue: 2, .. })));
+}
+
+/// An edge registered after a batch was accepted does not count for it; a decommissioned edge
+/// counts for nothing and no longer holds back the lowest watermark.
+pub async fn edges_after_acceptance_or_decommissioned_do_not_count<H: Harness>(h: &H) {
+    let store = h.create(1).await;
+    let none = store.append(batch("t", 50), urls(0, "early", 2)).await.unwrap().batch.id;
+    let p = store.progress(none).await.unwrap().unwrap();
+    assert!(p.edges.is_empty() && p.done, "no edge counts: nothing to wait for");
+    assert_eq!(store.lowest_watermarks().await.unwrap(), None);
+
+    store.register_edge("a", 100).await.unwrap();
+    store.register_edge("slow", 100).await.unwrap();
+    let id = store.append(batch("t", 200), urls(0, "b", 3)).await.unwrap().batch.id;
+    let late = store.register_edge("late", 300).await.unwrap();
+    assert_eq!((late.registered_at, late.decommissioned_at), (300, None));
+    store.set_watermark("a", 0, 5, 400).await.unwrap();
+    let p = store.progress(id).await.unwrap().unwrap();
+    assert_eq!(applied(&p), vec![("a", 3, 3), ("slow", 0, 3)], "late is not counted");
+    assert!(!p.done);
+    assert_eq!(store.lowest_watermarks().await.unwrap(), Some(vec![0]));
+
+    store.decommission_edge("slow", 500).await.unwrap();
+    let p = store.progress(id).await.unwrap().unwrap();
+    assert_eq!(applied(&p), vec![("a", 3, 3)]);
+    assert!(p.done);
+    assert_eq!(store.lowest_watermarks().await.unwrap(), Some(vec![0]), "late has applied nothing");
+    store.set_watermark("late", 0, 5, 600).await.unwrap();
+    assert_eq!(store.lowest_watermarks().await.unwrap(), Some(vec![5]));
+    let edges = store.edges().await.unwrap();
+    assert_eq!(
+        edges.iter().map(|e| (e.name.as_str(), e.decommissioned_at)).collect::<Vec<_>>(),
+        vec![("a", None), ("late", None), ("slow", Some(500))]
+    );
+    assert!(matches!(store.decommission_edge("nobody", 1).await, Err(Error::UnknownEdge(_))));
+    // Coming back after a decommission starts afresh, from the new registration time.
+    assert_eq!(store.register_edge("slow", 700).await.unwrap().registered_at, 700);
+    assert_eq!(store.register_edge("a", 800).await.unwrap().registered_at, 100, "re-registering keeps the time");
+}
+
+async fn all_records<S: RecordStore>(store: &S, query: RecordQuery, page: usize) -> Vec<RecordEntry> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let got = store.records(query.clone(), after, page).await.unwrap();
+        assert!(got.entries.len() <= page);
+        out.extend(got.entries);
+        match got.next {
+            Some(next) => after = Some(next),
+            None => return out,
+        }
+    }
+}
+
+fn targets(entries: &[RecordEntry]) -> Vec<(TaskKind, &str)> {
+    entries.iter().map(|e| (e.kind, e.target.as_str())).collect()
+}
+
+/// Record queries find every request that covered a URL, a prefix, a tag or a host, oldest
+/// first, in pages.
+pub async fn records_by_url_prefix_tag_host_with_paging<H: Harness>(h: &H) {
+    use TaskKind::*;
+    let store = h.create(2).await;
+    let u = "https://a.example/img/1.png";
+    let t = |kind, target: &str, host: &str| NewTask::new(0, kind, target, host);
+    store
+        .append(batch("alice", 10), vec![t(Url, u, "a.example"), t(Url, "https://a.example/img/2.png", "a.example")])
+        .await
+        .unwrap();
+    store.append(batch("bob", 20), vec![t(Prefix, "https://a.example/im", "a.example")]).await.unwrap();
+    store.append(batch("bob", 30), vec![t(Tag, "img", "a.example"), t(Host, "b.example", "b.example")]).await.unwrap();
+    store.append(batch("root", 40), vec![t(Everything, "", "")]).await.unwrap();
+    store
+        .append(batch("alice", 50), vec![t(Warm, u, "a.example"), t(Prefix, "https://a.example/imgx", "a.example")])
+        .await
+        .unwrap();
+
+    let url = RecordQuery::Url { url: u.into(), host: "a.example".into() };
+    let got = all_records(&store, url, 2).await;
+    assert_eq!(targets(&got), vec![(Url, u), (Prefix, "https://a.example/im"), (Everything, ""), (Warm, u)]);
+    assert_eq!((got[0].token_name.as_str(), got[0].accepted_at), ("alice", 10));
+    assert_eq!(got[0].carried_by, TaskRef { queue: 0, offset: 1 });
+    assert!(!got[0].folded);
+
+    let prefix = all_records(&store, RecordQuery::Prefix("https://a.example/img".into()), 1).await;
+    assert_eq!(
+        targets(&prefix),
+        vec![
+            (Url, u),
+            (Url, "https://a.example/img/2.png"),
+            (Prefix, "https://a.example/im"),
+            (Everything, ""),
+            (Warm, u),
+            (Prefix, "https://a.example/imgx"),
+        ]
+    );
+    let tag = all_records(&store, RecordQuery::Tag("img".into()), 10).await;
+    assert_eq!(targets(&tag), vec![(Tag, "img"), (Everything, "")]);
+    let host = all_records(&store, RecordQuery::Host("b.example".into()), 10).await;
+    assert_eq!(targets(&host), vec![(Host, "b.example"), (Everything, "")]);
+    assert_eq!(all_records(&store, RecordQuery::Host("a.example".into()), 3).await.len(), 7);
+    let none = store.records(RecordQuery::Tag("nothing".into()), None, 10).await.unwrap();
+    assert_eq!(none.entries.len(), 1, "only the everything purge");
+    assert_eq!(none.next, None);
+}
+
+/// S2.3: a repeat finds the latest still-undelivered task for the same target within the
+/// window; folded requests are on record, pointing at the task that carried them.
+pub async fn folding_finds_undelivered_tasks_only<H: Harness>(h: &H) {
+    let store = h.create(2).await;
+    store.register_edge("e", 0).await.unwrap();
+    let u = "https://a.example/hot";
+    store.append(batch("t", 100), urls(0, "pad", 2)).await.unwrap();
+    let mut hard = NewTask::new(1, TaskKind::Url, u, "a.example");
+    hard.soft = false;
+    store.append(batch("t", 1000), vec![hard]).await.unwrap();
+    let carrier = TaskRef { queue: 1, offset: 1 };
+
+    let find = |soft, since| store.find_fold_target(TaskKind::Url, u, soft, since);
+    assert_eq!(find(false, 900).await.unwrap(), Some(carrier));
+    assert_eq!(find(true, 900).await.unwrap(), Some(carrier), "a soft repeat folds into a hard task");
+    assert_eq!(find(false, 1001).await.unwrap(), None, "outside the window");
+    assert_eq!(store.find_fold_target(TaskKind::Prefix, u, false, 0).await.unwrap(), None, "another kind");
+
+    let folded = NewTask { placement: Placement::FoldInto(carrier), ..NewTask::new(0, TaskKind::Url, u, "a.example") };
+    let b = store.append(batch("t", 1100), vec![folded]).await.unwrap().batch;
+    assert_eq!((b.spans[0].queue, b.spans[0].own, b.spans[0].folded, b.spans[0].folded_last), (1, 0, 1, 1));
+    assert_eq!(store.queue_info().await.unwrap()[1].next, 2, "a folded task takes no offset");
+    let recs = all_records(&store, RecordQuery::Url { url: u.into(), host: "a.example".into() }, 10).await;
+    assert_eq!(recs.len(), 2);
+    assert_eq!((recs[1].batch, recs[1].carried_by, recs[1].folded), (b.id, carrier, true));
+    assert!(!store.progress(b.id).await.unwrap().unwrap().done);
+
+    // A soft task cannot carry a hard repeat.
+    let mut soft = NewTask::new(0, TaskKind::Url, "https://a.example/soft", "a.example");
+    soft.soft = true;
+    store.append(batch("t", 1200), vec![soft]).await.unwrap();
+    let soft_find = |s| store.find_fold_target(TaskKind::Url, "https://a.example/soft", s, 0);
+    assert_eq!(soft_find(false).await.unwrap(), None);
+    assert_eq!(soft_find(true).await.unwrap(), Some(TaskRef { queue: 0, offset: 3 }));
+
+    // Once every edge has applied the carrier, a repeat must be queued again.
+    store.set_watermark("e", 1, 1, 1300).await.unwrap();
+    assert_eq!(find(false, 0).await.unwrap(), None);
+    assert!(store.progress(b.id).await.unwrap().unwrap().done, "the folded request is done with its carrier");
+}
+
+/// Tokens are stored and found by hash; a wrong token finds nothing.
+pub async fn tokens_are_found_by_hash_only<H: Harness>(h: &H) {
+    let store = h.create(1).await;
+    let token = ApiToken {
+        name: "ci".into(),
+        hosts: vec!["a.example".into(), "*.a.example".into()],
+        admin: false,
+        created_at: 5,
+    };
+    store.insert_token(TokenHash::of("s3cret-plain-token"), token.clone()).await.unwrap();
+    let admin = ApiToken { name: "root".into(), hosts: Vec::new(), admin: true, created_at: 6 };
+    store.insert_token(TokenHash::of("another-token"), admin.clone()).await.unwrap();
+    assert_eq!(store.find_token(TokenHash::of("s3cret-plain-token")).await.unwrap(), Some(token.clone()));
+    assert_eq!(store.find_token(TokenHash::of("another-token")).await.unwrap(), Some(admin));
+    assert_eq!(store.find_token(TokenHash::of("s3cret-plain-tokeN")).await.unwrap(), None);
+    assert_eq!(store.find_token(TokenHash::of("")).await.unwrap(), None);
+    let dup = store.insert_token(TokenHash::of("third"), token).await;
+    assert!(matches!(dup, Err(Error::DuplicateToken(name)) if name == "ci"));
+    assert!(store.delete_token("ci").await.unwrap());
+    assert!(!store.delete_token("ci").await.unwrap());
+    assert_eq!(store.find_token(TokenHash::of("s3cret-plain-token")).await.unwrap(), None);
+}

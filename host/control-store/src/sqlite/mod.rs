@@ -1,0 +1,229 @@
+//! The default backend: one SQLite database file per control node (DESIGN decision 8).
+//!
+//! WAL journal, `synchronous = FULL`: a committed append is in the fsynced WAL before `append`
+//! returns. One connection behind a mutex serialises writers (SQLite has one writer anyway) and
+//! every call runs on tokio's blocking pool. The schema is in `schema.rs`.
+
+mod queue;
+mod records;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::model::*;
+use crate::traits::{QueueStore, RecordStore, TokenStore};
+use crate::{Error, Result, TokenHash};
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub use schema::VERSION as SCHEMA_VERSION;
+
+/// The SQLite store. Cheap to clone (the connection is shared); `Send + Sync`.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    queues: u32,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).field("queues", &self.queues).finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` with `queues` queues, creating or
+    /// migrating the schema. Blocking: call it at start-up, before serving.
+    ///
+    /// Fails if the file is not a database, was written by a newer build, or already has more
+    /// queues than `queues` (their tasks would never be delivered).
+    pub fn open(path: impl AsRef<Path>, queues: u32) -> Result<Self> {
+        let path = path.as_ref().to_owned();
+        let mut conn = Connection::open(&path)?;
+        schema::prepare(&mut conn, queues)?;
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), queues, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, u32) -> Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        let queues = self.queues;
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave a half-done write behind (an open
+            // transaction rolls back when dropped), so a poisoned lock is safe to keep using.
+            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut conn, queues)
+        })
+        .await
+        .map_err(|e| Error::Backend(Box::new(e)))?
+    }
+}
+
+/// The integer stored for a task kind (part of the schema: never renumber).
+fn kind_code(kind: TaskKind) -> i64 {
+    match kind {
+        TaskKind::Url => 0,
+        TaskKind::Prefix => 1,
+        TaskKind::Tag => 2,
+        TaskKind::Host => 3,
+        TaskKind::Everything => 4,
+        TaskKind::Warm => 5,
+    }
+}
+
+fn kind_from_code(code: i64) -> rusqlite::Result<TaskKind> {
+    Ok(match code {
+        0 => TaskKind::Url,
+        1 => TaskKind::Prefix,
+        2 => TaskKind::Tag,
+        3 => TaskKind::Host,
+        4 => TaskKind::Everything,
+        5 => TaskKind::Warm,
+        other => return Err(rusqlite::Error::IntegralValueOutOfRange(4, other)),
+    })
+}
+
+/// A batch with its spans.
+fn batch_by_id(conn: &Connection, id: BatchId) -> Result<Option<Batch>> {
+    let batch = conn
+        .prepare_cached("SELECT token_name, accepted_at, task_count, idempotency_key FROM batches WHERE id = ?1")?
+        .query_row([id as i64], |r| {
+            Ok(Batch {
+                id,
+                token_name: r.get(0)?,
+                accepted_at: r.get::<_, i64>(1)? as u64,
+                task_count: r.get::<_, i64>(2)? as u64,
+                idempotency_key: r.get(3)?,
+                spans: Vec::new(),
+            })
+        })
+        .optional()?;
+    let Some(mut batch) = batch else { return Ok(None) };
+    let mut stmt = conn.prepare_cached(
+        "SELECT queue, first, last, own, folded, folded_last FROM batch_queues WHERE batch = ?1 ORDER BY queue",
+    )?;
+    let spans = stmt.query_map([id as i64], |r| {
+        Ok(QueueSpan {
+            queue: r.get(0)?,
+            first: r.get::<_, i64>(1)? as u64,
+            last: r.get::<_, i64>(2)? as u64,
+            own: r.get::<_, i64>(3)? as u64,
+            folded: r.get::<_, i64>(4)? as u64,
+            folded_last: r.get::<_, i64>(5)? as u64,
+        })
+    })?;
+    batch.spans = spans.collect::<rusqlite::Result<_>>()?;
+    Ok(Some(batch))
+}
+
+impl QueueStore for SqliteStore {
+    fn queue_count(&self) -> u32 {
+        self.queues
+    }
+
+    async fn append(&self, batch: NewBatch, tasks: Vec<NewTask>) -> Result<Appended> {
+        self.run(move |c, q| queue::append(c, q, &batch, &tasks)).await
+    }
+
+    async fn read(&self, queue: u32, from: u64, limit: usize) -> Result<Vec<QueuedTask>> {
+        self.run(move |c, q| queue::read(c, q, queue, from, limit)).await
+    }
+
+    async fn queue_info(&self) -> Result<Vec<QueueInfo>> {
+        self.run(|c, _| queue::queue_info(c)).await
+    }
+
+    async fn pending(&self, queue: u32, after: u64) -> Result<Pending> {
+        self.run(move |c, q| queue::pending(c, q, queue, after)).await
+    }
+
+    async fn trim(&self, queue: u32, below: u64) -> Result<u64> {
+        self.run(move |c, q| queue::trim(c, q, queue, below)).await
+    }
+}
+
+impl RecordStore for SqliteStore {
+    async fn batch(&self, id: BatchId) -> Result<Option<Batch>> {
+        self.run(move |c, _| batch_by_id(c, id)).await
+    }
+
+    async fn register_edge(&self, name: &str, at: Millis) -> Result<Edge> {
+        let name = name.to_owned();
+        self.run(move |c, _| records::register_edge(c, &name, at)).await
+    }
+
+    async fn decommission_edge(&self, name: &str, at: Millis) -> Result<()> {
+        let name = name.to_owned();
+        self.run(move |c, _| records::decommission_edge(c, &name, at)).await
+    }
+
+    async fn edges(&self) -> Result<Vec<Edge>> {
+        self.run(|c, _| records::edges(c)).await
+    }
+
+    async fn set_watermark(&self, edge: &str, queue: u32, applied: u64, at: Millis) -> Result<()> {
+        let edge = edge.to_owned();
+        self.run(move |c, q| records::set_watermark(c, q, &edge, queue, applied, at)).await
+    }
+
+    async fn watermarks(&self) -> Result<Vec<Watermark>> {
+        self.run(|c, _| records::watermarks(c)).await
+    }
+
+    async fn lowest_watermarks(&self) -> Result<Option<Vec<u64>>> {
+        self.run(|c, q| records::lowest_watermarks(c, q)).await
+    }
+
+    async fn progress(&self, id: BatchId) -> Result<Option<Progress>> {
+        self.run(move |c, q| records::progress(c, q, id)).await
+    }
+
+    async fn records(&self, query: RecordQuery, after: Option<RecordCursor>, limit: usize) -> Result<RecordPage> {
+        self.run(move |c, _| records::records(c, &query, after, limit)).await
+    }
+
+    async fn find_fold_target(
+        &self,
+        kind: TaskKind,
+        target: &str,
+        soft: bool,
+        since: Millis,
+    ) -> Result<Option<TaskRef>> {
+        let target = target.to_owned();
+        self.run(move |c, q| records::find_fold_target(c, q, kind, &target, soft, since)).await
+    }
+
+    async fn expire(&self, before: Millis) -> Result<u64> {
+        self.run(move |c, _| records::expire(c, before)).await
+    }
+}
+
+impl TokenStore for SqliteStore {
+    async fn insert_token(&self, hash: TokenHash, token: ApiToken) -> Result<()> {
+        self.run(move |c, _| records::insert_token(c, hash, &token)).await
+    }
+
+    async fn find_token(&self, hash: TokenHash) -> Result<Option<ApiToken>> {
+        self.run(move |c, _| records::find_token(c, hash)).await
+    }
+
+    async fn delete_token(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.run(move |c, _| records::delete_token(c, &name)).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

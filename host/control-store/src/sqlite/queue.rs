@@ -1,0 +1,249 @@
+//! The queue log in SQLite: the atomic batch append, reads, pending figures and trimming.
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use super::{batch_by_id, kind_code};
+use crate::model::*;
+use crate::{Error, Result};
+
+/// One queue's row in `queues`, as the append updates it.
+struct QueueRow {
+    first: u64,
+    next: u64,
+    total_bytes: u64,
+}
+
+/// Records `batch` and appends `tasks` in one transaction (see `QueueStore::append`).
+pub fn append(conn: &mut Connection, queues: u32, batch: &NewBatch, tasks: &[NewTask]) -> Result<Appended> {
+    // IMMEDIATE: take the write lock now, so the offsets read below stay ours until the commit.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if let Some(key) = &batch.idempotency_key {
+        let first: Option<u64> = tx
+            .query_row(
+                "SELECT id FROM batches WHERE token_name = ?1 AND idempotency_key = ?2",
+                params![batch.token_name, key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = first {
+            let batch = batch_by_id(&tx, id)?.expect("the batch just found exists");
+            return Ok(Appended { batch, created: false });
+        }
+    }
+    if tasks.is_empty() {
+        return Err(Error::EmptyBatch);
+    }
+    let mut rows = load_queues(&tx)?;
+    tx.execute(
+        "INSERT INTO batches (token_name, accepted_at, task_count, idempotency_key, first_task, last_task)
+         VALUES (?1, ?2, ?3, ?4, 0, 0)",
+        params![batch.token_name, batch.accepted_at as i64, tasks.len() as i64, batch.idempotency_key],
+    )?;
+    let id = tx.last_insert_rowid() as u64;
+    let mut spans: Vec<QueueSpan> =
+        (0..queues).map(|queue| QueueSpan { queue, first: 0, last: 0, own: 0, folded: 0, folded_last: 0 }).collect();
+    let (first_task, last_task) = insert_tasks(&tx, id, tasks, &mut rows, &mut spans)?;
+    tx.execute("UPDATE batches SET first_task = ?1, last_task = ?2 WHERE id = ?3", params![first_task, last_task, id])?;
+    spans.retain(|s| s.own + s.folded > 0);
+    {
+        let mut span_stmt = tx.prepare(
+            "INSERT INTO batch_queues (batch, queue, first, last, own, folded, folded_last)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for s in &spans {
+            span_stmt.execute(params![
+                id,
+                s.queue,
+                s.first as i64,
+                s.last as i64,
+                s.own as i64,
+                s.folded as i64,
+                s.folded_last as i64
+            ])?;
+        }
+        let mut queue_stmt = tx.prepare("UPDATE queues SET next_offset = ?1, total_bytes = ?2 WHERE queue = ?3")?;
+        for (q, row) in rows.iter().enumerate() {
+            queue_stmt.execute(params![row.next as i64, row.total_bytes as i64, q as i64])?;
+        }
+    }
+    tx.commit()?;
+    let batch = Batch {
+        id,
+        token_name: batch.token_name.clone(),
+        accepted_at: batch.accepted_at,
+        task_count: tasks.len() as u64,
+        idempotency_key: batch.idempotency_key.clone(),
+        spans,
+    };
+    Ok(Appended { batch, created: true })
+}
+
+/// Inserts the task rows with one prepared statement; returns the first and last row ids. Any
+/// error returns early and the caller's transaction rolls back, so nothing becomes visible.
+fn insert_tasks(
+    tx: &Transaction<'_>,
+    batch: u64,
+    tasks: &[NewTask],
+    rows: &mut [QueueRow],
+    spans: &mut [QueueSpan],
+) -> Result<(i64, i64)> {
+    let queues = rows.len() as u32;
+    let mut insert = tx.prepare(
+        "INSERT INTO tasks (batch, queue, qoffset, folded, kind, target, soft, size_bytes, cum_bytes, host)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    let mut carrier = tx.prepare("SELECT 1 FROM tasks WHERE queue = ?1 AND qoffset = ?2 AND folded = 0")?;
+    let (mut first_row, mut last_row) = (0, 0);
+    for (i, task) in tasks.iter().enumerate() {
+        let (queue, offset, folded, cum) = match task.placement {
+            Placement::Queue(queue) => {
+                let row = rows.get_mut(queue as usize).ok_or(Error::NoSuchQueue { queue, queues })?;
+                let offset = row.next;
+                row.next += 1;
+                row.total_bytes += task.size_bytes;
+                let span = &mut spans[queue as usize];
+                if span.own == 0 {
+                    span.first = offset;
+                }
+                span.last = offset;
+                span.own += 1;
+                (queue, offset, false, row.total_bytes)
+            }
+            Placement::FoldInto(at) => {
+                let row = rows.get(at.queue as usize).ok_or(Error::NoSuchQueue { queue: at.queue, queues })?;
+                // Only a task still in the log can carry another (a trimmed one was delivered).
+                if at.offset < row.first || !carrier.exists(params![at.queue, at.offset as i64])? {
+                    return Err(Error::NoSuchTask(at));
+                }
+                let span = &mut spans[at.queue as usize];
+                span.folded += 1;
+                span.folded_last = span.folded_last.max(at.offset);
+                (at.queue, at.offset, true, 0)
+            }
+        };
+        insert.execute(params![
+            batch as i64,
+            queue,
+            offset as i64,
+            folded,
+            kind_code(task.kind),
+            task.target,
+            task.soft,
+            task.size_bytes as i64,
+            cum as i64,
+            task.host
+        ])?;
+        last_row = tx.last_insert_rowid();
+        if i == 0 {
+            first_row = last_row;
+        }
+    }
+    Ok((first_row, last_row))
+}
+
+fn load_queues(conn: &Connection) -> Result<Vec<QueueRow>> {
+    let mut stmt = conn.prepare("SELECT first_offset, next_offset, total_bytes FROM queues ORDER BY queue")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(QueueRow {
+            first: r.get::<_, i64>(0)? as u64,
+            next: r.get::<_, i64>(1)? as u64,
+            total_bytes: r.get::<_, i64>(2)? as u64,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every queue's first retained and next offsets.
+pub fn queue_info(conn: &Connection) -> Result<Vec<QueueInfo>> {
+    Ok(load_queues(conn)?
+        .into_iter()
+        .enumerate()
+        .map(|(q, row)| QueueInfo { queue: q as u32, first: row.first, next: row.next })
+        .collect())
+}
+
+fn queue_row(conn: &Connection, queue: u32, queues: u32) -> Result<(QueueRow, u64)> {
+    if queue >= queues {
+        return Err(Error::NoSuchQueue { queue, queues });
+    }
+    let row = conn.query_row(
+        "SELECT first_offset, next_offset, total_bytes, trimmed_bytes FROM queues WHERE queue = ?1",
+        [queue],
+        |r| {
+            let row = QueueRow {
+                first: r.get::<_, i64>(0)? as u64,
+                next: r.get::<_, i64>(1)? as u64,
+                total_bytes: r.get::<_, i64>(2)? as u64,
+            };
+            Ok((row, r.get::<_, i64>(3)? as u64))
+        },
+    )?;
+    Ok(row)
+}
+
+/// Up to `limit` tasks of `queue` from `from` (see `QueueStore::read`).
+pub fn read(conn: &Connection, queues: u32, queue: u32, from: u64, limit: usize) -> Result<Vec<QueuedTask>> {
+    let (row, _) = queue_row(conn, queue, queues)?;
+    // Offset 0 means "from the start" for a reader with nothing applied yet.
+    if from < row.first && !(from == 0 && row.first == 1) {
+        return Err(Error::Trimmed { queue, from, first: row.first });
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT qoffset, batch, kind, target, soft, size_bytes, host FROM tasks
+         WHERE queue = ?1 AND qoffset >= ?2 AND folded = 0 ORDER BY qoffset LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![queue, from as i64, limit.min(i64::MAX as usize) as i64], |r| {
+        Ok(QueuedTask {
+            at: TaskRef { queue, offset: r.get::<_, i64>(0)? as u64 },
+            batch: r.get::<_, i64>(1)? as u64,
+            kind: super::kind_from_code(r.get(2)?)?,
+            target: r.get(3)?,
+            soft: r.get(4)?,
+            size_bytes: r.get::<_, i64>(5)? as u64,
+            host: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The running byte total of `queue` through `offset` (which must be retained, or `first - 1`).
+fn cum_bytes_at(conn: &Connection, queue: u32, offset: u64, row: &QueueRow, trimmed_bytes: u64) -> Result<u64> {
+    if offset + 1 == row.first {
+        return Ok(trimmed_bytes);
+    }
+    let cum: i64 = conn.query_row(
+        "SELECT cum_bytes FROM tasks WHERE queue = ?1 AND qoffset = ?2 AND folded = 0",
+        params![queue, offset as i64],
+        |r| r.get(0),
+    )?;
+    Ok(cum as u64)
+}
+
+/// Tasks and bytes above `after` (see `QueueStore::pending`).
+pub fn pending(conn: &Connection, queues: u32, queue: u32, after: u64) -> Result<Pending> {
+    let (row, trimmed_bytes) = queue_row(conn, queue, queues)?;
+    // Below the trim point nothing can be delivered any more: count from the first retained task.
+    let after = after.max(row.first - 1);
+    if after + 1 >= row.next {
+        return Ok(Pending::default());
+    }
+    let below = cum_bytes_at(conn, queue, after, &row, trimmed_bytes)?;
+    Ok(Pending { tasks: row.next - 1 - after, bytes: row.total_bytes - below })
+}
+
+/// Moves the queue's first readable offset up to `below` (see `QueueStore::trim`).
+pub fn trim(conn: &mut Connection, queues: u32, queue: u32, below: u64) -> Result<u64> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let (row, trimmed_bytes) = queue_row(&tx, queue, queues)?;
+    let below = below.min(row.next);
+    if below <= row.first {
+        return Ok(0);
+    }
+    let cum = cum_bytes_at(&tx, queue, below - 1, &row, trimmed_bytes)?;
+    tx.execute(
+        "UPDATE queues SET first_offset = ?1, trimmed_bytes = ?2 WHERE queue = ?3",
+        params![below as i64, cum as i64, queue],
+    )?;
+    tx.commit()?;
+    Ok(below - row.first)
+}

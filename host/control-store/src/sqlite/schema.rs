@@ -1,0 +1,114 @@
+//! The SQLite schema, its version and the connection settings that make appends durable and fast.
+
+use rusqlite::Connection;
+
+use crate::{Error, Result};
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const VERSION: i64 = 1;
+
+/// Version 1. `tasks` is both the queue log (rows with `folded = 0`, addressed by `(queue,
+/// qoffset)`) and the record of every request (folded rows point at the task that carried them).
+/// `queues.first_offset` hides trimmed rows from readers without deleting the records; running
+/// byte totals (`cum_bytes`) make a queue's pending bytes two lookups instead of a scan.
+const V1: &str = "
+CREATE TABLE queues (
+    queue         INTEGER PRIMARY KEY,
+    first_offset  INTEGER NOT NULL,  -- lowest readable offset; below it the log is trimmed
+    next_offset   INTEGER NOT NULL,  -- offset of the next appended task
+    total_bytes   INTEGER NOT NULL,  -- sum of size_bytes of offsets 1 .. next_offset - 1
+    trimmed_bytes INTEGER NOT NULL   -- sum of size_bytes of offsets 1 .. first_offset - 1
+);
+CREATE TABLE batches (
+    id              INTEGER PRIMARY KEY,
+    token_name      TEXT NOT NULL,
+    accepted_at     INTEGER NOT NULL,
+    task_count      INTEGER NOT NULL,
+    idempotency_key TEXT,
+    first_task      INTEGER NOT NULL,  -- tasks.id range of the batch's rows (appended together)
+    last_task       INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX batches_idempotency ON batches (token_name, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX batches_accepted ON batches (accepted_at);
+CREATE TABLE batch_queues (
+    batch       INTEGER NOT NULL,
+    queue       INTEGER NOT NULL,
+    first       INTEGER NOT NULL,
+    last        INTEGER NOT NULL,
+    own         INTEGER NOT NULL,
+    folded      INTEGER NOT NULL,
+    folded_last INTEGER NOT NULL,
+    PRIMARY KEY (batch, queue)
+) WITHOUT ROWID;
+CREATE TABLE tasks (
+    id         INTEGER PRIMARY KEY,
+    batch      INTEGER NOT NULL,
+    queue      INTEGER NOT NULL,
+    qoffset    INTEGER NOT NULL,  -- own offset, or the carrying task's offset when folded
+    folded     INTEGER NOT NULL,  -- 1: folded into the task at (queue, qoffset) (S2.3)
+    kind       INTEGER NOT NULL,  -- 0 url, 1 prefix, 2 tag, 3 host, 4 everything, 5 warm
+    target     TEXT NOT NULL,
+    soft       INTEGER NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    cum_bytes  INTEGER NOT NULL,  -- the queue's total_bytes through this task (0 when folded)
+    host       TEXT NOT NULL
+);
+CREATE UNIQUE INDEX tasks_log ON tasks (queue, qoffset) WHERE folded = 0;
+CREATE INDEX tasks_target ON tasks (target, kind);
+CREATE INDEX tasks_host ON tasks (host);
+CREATE TABLE edges (
+    name              TEXT PRIMARY KEY,
+    registered_at     INTEGER NOT NULL,
+    decommissioned_at INTEGER
+);
+CREATE TABLE watermarks (
+    edge       TEXT NOT NULL,
+    queue      INTEGER NOT NULL,
+    applied    INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (edge, queue)
+) WITHOUT ROWID;
+CREATE TABLE tokens (
+    name       TEXT PRIMARY KEY,
+    hash       BLOB NOT NULL UNIQUE,  -- SHA-256 of the token; the token itself is never stored
+    hosts      TEXT NOT NULL,         -- patterns joined with newlines
+    admin      INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+";
+
+/// Sets the connection up and creates or migrates the schema; makes sure `queues` queues exist.
+pub fn prepare(conn: &mut Connection, queues: u32) -> Result<()> {
+    // WAL: readers do not block the writer and a commit is one sequential write. FULL: the WAL is
+    // fsynced at every commit, so an appended batch survives power loss before the API says 202.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    // A 64 MiB page cache keeps the indexes of a million-row append in memory until the commit.
+    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > VERSION {
+        return Err(Error::SchemaTooNew { found, supported: VERSION });
+    }
+    let tx = conn.transaction()?;
+    if found < 1 {
+        tx.execute_batch(V1)?;
+    }
+    // Later versions add `if found < 2 { ... }` here, each step in this same transaction.
+    tx.pragma_update(None, "user_version", VERSION)?;
+
+    let existing: u32 = tx.query_row("SELECT COUNT(*) FROM queues", [], |r| r.get(0))?;
+    if existing > queues {
+        return Err(Error::QueueCountShrunk { existing, configured: queues });
+    }
+    for q in existing..queues {
+        tx.execute(
+            "INSERT INTO queues (queue, first_offset, next_offset, total_bytes, trimmed_bytes) VALUES (?1, 1, 1, 0, 0)",
+            [q],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! The conformance suite on SQLite, plus what only a file-backed SQLite store can show.
+
+use std::future::Future;
+
+use proptest::prelude::*;
+use tempfile::TempDir;
+
+use super::SqliteStore;
+use crate::conformance::{batch, Harness};
+use crate::model::*;
+use crate::{ControlStore, Error, QueueStore, TokenHash, TokenStore};
+
+/// Each store in its own file under one temporary directory that lives as long as the harness.
+struct SqliteHarness {
+    dir: TempDir,
+    made: std::sync::atomic::AtomicU32,
+}
+
+impl SqliteHarness {
+    fn new() -> Self {
+        SqliteHarness { dir: tempfile::tempdir().expect("a temporary directory"), made: Default::default() }
+    }
+}
+
+impl Harness for SqliteHarness {
+    type Store = SqliteStore;
+
+    fn create(&self, queues: u32) -> impl Future<Output = SqliteStore> + Send {
+        let n = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self.dir.path().join(format!("control-{n}.db"));
+        async move { SqliteStore::open(path, queues).expect("open a new store") }
+    }
+
+    async fn reopen(&self, store: SqliteStore) -> SqliteStore {
+        let (path, queues) = (store.path().to_owned(), store.queue_count());
+        drop(store);
+        SqliteStore::open(path, queues).expect("reopen the store")
+    }
+}
+
+crate::conformance_tests!(SqliteHarness::new());
+
+#[tokio::test]
+async fn the_plain_token_never_reaches_the_file() {
+    let h = SqliteHarness::new();
+    let store = h.create(1).await;
+    let plain = "ep_plain_token_that_must_not_be_stored_0123456789";
+    let token = ApiToken { name: "ci".into(), hosts: vec!["a.example".into()], admin: false, created_at: 1 };
+    store.insert_token(TokenHash::of(plain), token).await.unwrap();
+    let path = store.path().to_owned();
+    drop(store);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The WAL may still hold the pages if no checkpoint ran; look there too.
+    bytes.extend(std::fs::read(path.with_extension("db-wal")).unwrap_or_default());
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(plain.as_bytes()));
+    assert!(contains(&TokenHash::of(plain).0), "the hash is what is stored");
+}
+
+#[tokio::test]
+async fn durable_settings_and_schema_version() {
+    let h = SqliteHarness::new();
+    let store = h.create(2).await;
+    let conn = store.conn.lock().unwrap();
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+    let sync: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!((mode.as_str(), sync, version), ("wal", 2, super::SCHEMA_VERSION), "WAL, FULL, current schema");
+}
+
+#[test]
+fn refuses_newer_schemas_and_fewer_queues() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    drop(SqliteStore::open(&path, 4).unwrap());
+    assert!(matches!(SqliteStore::open(&path, 3), Err(Error::QueueCountShrunk { existing: 4, configured: 3 })));
+    let grown = SqliteStore::open(&path, 6).expect("more queues are fine");
+    assert_eq!(grown.queue_count(), 6);
+    grown.conn.lock().unwrap().pragma_update(None, "user_version", 99).unwrap();
+    drop(grown);
+    let err = SqliteStore::open(&path, 6).unwrap_err();
+    assert!(matches!(err, Error::SchemaTooNew { found: 99, supported: 1 }));
+    assert!(err.to_string().contains("run a newer edgepurge"), "{err}");
+    std::fs::write(dir.path().join("junk.db"), b"this is not a database, not at all, no").unwrap();
+    let err = SqliteStore::open(dir.path().join("junk.db"), 1).unwrap_err();
+    assert!(matches!(err, Error::Backend(_)), "{err}");
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Against a model (a list of sizes per queue): offsets are dense and per queue, and
+    /// `pending(after)` is the count and byte sum of the tasks above `after` that were not trimmed.
+    #[test]
+    fn pending_and_offsets_match_a_model(
+        batches in prop::collection::vec(prop::collection::vec((0u32..3, 1u64..500), 1..20), 1..6),
+        trims in prop::collection::vec((0u32..3, 0u64..80), 0..4),
+        afters in prop::collection::vec((0u32..3, 0u64..80), 1..8),
+    ) {
+        runtime().block_on(async {
+            let h = SqliteHarness::new();
+            let store = h.create(3).await;
+            let mut model: Vec<Vec<u64>> = vec![Vec::new(); 3];
+            for (i, b) in batches.iter().enumerate() {
+                let tasks: Vec<NewTask> = b.iter().map(|&(q, size)| NewTask {
+                    size_bytes: size,
+                    ..NewTask::new(q, TaskKind::Url, format!("https://p.example/{i}/{size}"), "p.example")
+                }).collect();
+                store.append(batch("t", i as u64), tasks).await.unwrap();
+                for &(q, size) in b {
+                    model[q as usize].push(size);
+                }
+            }
+            let mut first = [1u64; 3];
+            for &(q, below) in &trims {
+                store.trim(q, below).await.unwrap();
+                first[q as usize] = first[q as usize].max(below.min(model[q as usize].len() as u64 + 1));
+            }
+            for &(q, after) in &afters {
+                let sizes = &model[q as usize];
+                let from = after.max(first[q as usize] - 1) as usize;
+                let want = Pending {
+                    tasks: sizes.len().saturating_sub(from) as u64,
+                    bytes: sizes.iter().skip(from).sum(),
+                };
+                assert_eq!(store.pending(q, after).await.unwrap(), want, "queue {q} after {after}");
+                let read = store.read(q, first[q as usize], 1000).await.unwrap();
+                let offsets: Vec<u64> = read.iter().map(|t| t.at.offset).collect();
+                assert_eq!(offsets, (first[q as usize]..=sizes.len() as u64).collect::<Vec<_>>());
+            }
+            let stats = store.queue_stats().await.unwrap();
+            for (q, s) in stats.iter().enumerate() {
+                assert_eq!(s.pending.tasks, model[q].len() as u64 + 1 - first[q]);
+            }
+        });
+    }
+}
