@@ -23,8 +23,8 @@ dev: build
 	@$(BUILD_DIR)/debug/edgepurge policy check target/policies/default.wasm
 	@echo ""
 	@echo "The edge role runs on its own: $(BUILD_DIR)/debug/edgepurge edge --config host/edge/edge.example.toml"
-	@echo "Not there yet: the local cluster (edgepurge dev: control role, edges, demo origin)"
-	@echo "arrives with issue [4]; the control role with [3]."
+	@echo "The control role's API runs on its own: $(BUILD_DIR)/debug/edgepurge control --config host/control/control.example.toml"
+	@echo "Not there yet: the local cluster (edgepurge dev: control role, edges, demo origin) arrives with issue [4]."
 
 ## make test: everything the tests need, then all tests, fmt and clippy.
 test: lint policies

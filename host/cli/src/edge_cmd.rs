@@ -32,7 +32,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     }
     #[cfg(unix)]
     tokio::spawn(reload_on_sighup(args.config.clone(), bound.policy()));
-    bound.serve(shutdown_signal()).await?;
+    bound.serve(crate::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -59,24 +59,4 @@ async fn reload_on_sighup(config_path: PathBuf, slot: PolicySlot) {
             Err(e) => tracing::error!(error = %e, "SIGHUP: the current policy keeps serving"),
         }
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -2,8 +2,10 @@
 //! harness (`edgepurge policy check`, `edgepurge policy test`). The control role and the local
 //! cluster join as subcommands of this same binary.
 
+mod control_cmd;
 mod edge_cmd;
 mod policy_cmd;
+mod token_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,6 +22,11 @@ struct Cli {
 enum Command {
     /// Run the edge role: a caching reverse proxy with constant-time purges.
     Edge(edge_cmd::EdgeArgs),
+    /// Run the control role: the authenticated purge API over the durable queues.
+    Control(control_cmd::ControlArgs),
+    /// Manage API tokens of the control role.
+    #[command(subcommand)]
+    Token(token_cmd::TokenCommand),
     /// Check and test policy components (the SDK harness).
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
@@ -45,6 +52,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Policy(cmd) => policy_cmd::run(cmd).await,
             Command::Edge(args) => edge_cmd::run(args).await,
+            Command::Control(args) => control_cmd::run(args).await,
+            Command::Token(cmd) => token_cmd::run(cmd).await,
         }
     });
     match result {
@@ -54,4 +63,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Ctrl-C or SIGTERM: how both roles are told to stop (then they drain requests in flight).
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

@@ -1,0 +1,62 @@
+//! The real binary: `edgepurge token create` prints a token once, `edgepurge control` serves the
+//! API with it, answers a purge with 202 and exits cleanly on SIGTERM; a second token with the
+//! same name is refused.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_edgepurge");
+
+/// One HTTP/1.1 request on a fresh connection; the whole response as text.
+fn http(addr: &str, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
+#[test]
+#[cfg(unix)]
+fn token_create_then_control_serves_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("control.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\ndatabase = \"control.db\"\n").unwrap();
+    let create = |name: &str| {
+        Command::new(BIN)
+            .args(["token", "create", "--config"])
+            .arg(&config)
+            .args(["--name", name, "--hosts", "example.com,*.example.com"])
+            .output()
+            .unwrap()
+    };
+    let out = create("shop");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("ep_") && token.len() == 67, "{token}");
+    assert!(!create("shop").status.success(), "a duplicate name is refused");
+
+    let mut control =
+        Command::new(BIN).args(["control", "--config"]).arg(&config).stdout(Stdio::piped()).spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(control.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let addr = first.trim().strip_prefix("control API on http://").expect("the address line").to_owned();
+
+    let body = r#"{"urls": ["https://www.example.com/a"]}"#;
+    let response = http(
+        &addr,
+        &format!(
+            "POST /v1/purges HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(response.starts_with("HTTP/1.1 202"), "{response}");
+    let denied = http(&addr, "GET /v1/purges/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
+
+    let status = Command::new("kill").args(["-TERM", &control.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert!(control.wait().unwrap().success(), "exits cleanly after SIGTERM");
+}

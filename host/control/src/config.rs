@@ -1,0 +1,218 @@
+//! `control.toml`: the API listener (TLS unless on loopback), the database, the queues, the rate
+//! limit, the request limits and the policy. `host/control/control.example.toml` documents every
+//! key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use edgepurge_edge::config::PolicySection;
+use serde::Deserialize;
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What the parser said (names the key).
+        source: toml::de::Error,
+    },
+    /// A value is out of range or a combination is refused.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The whole `control.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Address of the purge API. Plain HTTP only on a loopback address; otherwise `[tls]`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The SQLite database file (created if missing).
+    pub database: PathBuf,
+    /// Number of durable purge queues.
+    #[serde(default = "default_queues")]
+    pub queues: u32,
+    /// Pacing interval `d` between two tasks of one queue, in ms (S0.3), given to `select-queue`.
+    #[serde(default)]
+    pub pacing_ms: u32,
+    /// `[tls]`: the API's certificate; required unless `listen` is a loopback address.
+    pub tls: Option<TlsSection>,
+    /// `[rate-limit]`: the per-token token bucket.
+    #[serde(default)]
+    pub rate_limit: RateLimitSection,
+    /// `[limits]`: request validation limits.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// `[policy]`: the policy component (none: the built-in defaults) and its configuration.
+    #[serde(default)]
+    pub policy: PolicySection,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM file with the certificate's private key.
+    pub key: PathBuf,
+}
+
+/// `[rate-limit]`: a token bucket per API token; each purge request takes one.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RateLimitSection {
+    /// Requests a token may make at once (bucket size).
+    pub burst: u32,
+    /// Requests per second the bucket refills at.
+    pub per_second: f64,
+}
+
+impl Default for RateLimitSection {
+    fn default() -> Self {
+        RateLimitSection { burst: 100, per_second: 10.0 }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Largest JSON body, in bytes.
+    pub max_json_bytes: usize,
+    /// Largest bulk (NDJSON or text) body, in bytes.
+    pub max_bulk_bytes: u64,
+    /// Most URLs (and other targets) in one batch.
+    pub max_urls: usize,
+    /// Longest URL, in bytes.
+    pub max_url_bytes: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_json_bytes: 8 << 20,
+            max_bulk_bytes: 512 << 20,
+            max_urls: 1_000_000,
+            max_url_bytes: edgepurge_url::DEFAULT_MAX_LEN,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+
+fn default_queues() -> u32 {
+    4
+}
+
+impl ControlConfig {
+    /// Reads and validates `path`; relative paths in it are taken relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let mut config = Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.display().to_string(), source },
+            other => other,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        rebase(&mut config.database);
+        if let Some(tls) = &mut config.tls {
+            rebase(&mut tls.cert);
+            rebase(&mut tls.key);
+        }
+        if let Some(policy) = &mut config.policy.path {
+            rebase(policy);
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates a configuration's text (paths kept as written).
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: ControlConfig =
+            toml::from_str(text).map_err(|source| ConfigError::Parse { path: "control.toml".into(), source })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and the loopback rule.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.tls.is_none() && !self.listen.ip().is_loopback() {
+            // Tokens travel in every request: plain HTTP off the machine would expose them.
+            return invalid(format!(
+                "listen = \"{}\" is not a loopback address, so the API needs TLS: add [tls] cert and key, or listen \
+                 on 127.0.0.1 for development",
+                self.listen
+            ));
+        }
+        if !(1..=1024).contains(&self.queues) {
+            return invalid(format!("queues = {} must be between 1 and 1024", self.queues));
+        }
+        if self.rate_limit.burst == 0 || !(self.rate_limit.per_second > 0.0 && self.rate_limit.per_second.is_finite()) {
+            return invalid("[rate-limit] burst must be at least 1 and per-second a positive number".into());
+        }
+        let l = &self.limits;
+        if l.max_urls == 0 || l.max_url_bytes < 16 || l.max_json_bytes == 0 || l.max_bulk_bytes == 0 {
+            return invalid(
+                "[limits]: max-urls, max-json-bytes and max-bulk-bytes must be positive, max-url-bytes at least 16"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = ControlConfig::parse("database = \"control.db\"").unwrap();
+        assert_eq!(c.queues, 4);
+        assert!(c.listen.ip().is_loopback());
+        assert_eq!(c.limits.max_urls, 1_000_000);
+        assert!(c.policy.path.is_none());
+    }
+
+    #[test]
+    fn non_loopback_without_tls_is_refused_naming_the_fix() {
+        let e = ControlConfig::parse("listen = \"0.0.0.0:8443\"\ndatabase = \"c.db\"").unwrap_err().to_string();
+        assert!(e.contains("[tls]"), "{e}");
+        let ok = "listen = \"0.0.0.0:8443\"\ndatabase = \"c.db\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"";
+        assert!(ControlConfig::parse(ok).is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_ranges_are_refused() {
+        assert!(ControlConfig::parse("database = \"c.db\"\nqueue = 3").is_err());
+        assert!(ControlConfig::parse("database = \"c.db\"\nqueues = 0").is_err());
+        assert!(ControlConfig::parse("database = \"c.db\"\n[rate-limit]\nburst = 0\nper-second = 1.0").is_err());
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../control.example.toml");
+        let c = ControlConfig::parse(text).unwrap();
+        assert_eq!(c.queues, 4);
+    }
+}

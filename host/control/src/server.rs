@@ -1,0 +1,163 @@
+//! Starting the control role: open the store, load the policy, bind the API (TLS through
+//! `edgepurge-tls`, or plain HTTP on loopback only) and serve until shutdown, then drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use edgepurge_control_store::SqliteStore;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::api::{router, AppState};
+use crate::auth::RateLimiter;
+use crate::config::ControlConfig;
+
+/// A TLS handshake longer than this is dropped, so silent clients cannot pile up.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for requests in flight (a large bulk submission included).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why the control role could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error("database {path}: {source}")]
+    Store {
+        /// The file.
+        path: String,
+        /// What the store said.
+        source: edgepurge_control_store::Error,
+    },
+    /// The policy could not be loaded.
+    #[error("[policy]: {0}")]
+    Policy(String),
+    /// The certificate or key cannot be used.
+    #[error("[tls]: {0}")]
+    Tls(edgepurge_tls::TlsError),
+    /// Plain HTTP asked for on an address other machines can reach.
+    #[error("listen = \"{0}\" is not a loopback address, so the API needs TLS: add [tls] cert and key")]
+    PlainOffLoopback(SocketAddr),
+    /// The address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// The control role, bound and ready to serve.
+pub struct BoundControl {
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+}
+
+impl BoundControl {
+    /// Opens the store named by `config`, loads the policy, and binds the API.
+    pub async fn start(config: &ControlConfig) -> Result<Self, StartError> {
+        let store = SqliteStore::open(&config.database, config.queues)
+            .map_err(|source| StartError::Store { path: config.database.display().to_string(), source })?;
+        let (policy, source) = edgepurge_edge::policy_slot::load_section(&config.policy)
+            .await
+            .map_err(|e| StartError::Policy(e.to_string()))?;
+        tracing::info!(policy = %policy.info().name, %source, "policy loaded");
+        let state = AppState {
+            store,
+            policy: Arc::new(policy),
+            limiter: RateLimiter::new(config.rate_limit.burst, config.rate_limit.per_second),
+            limits: config.limits,
+            pacing_ms: config.pacing_ms,
+            metrics: Default::default(),
+        };
+        Self::bind(config, router(Arc::new(state))).await
+    }
+
+    /// Binds `config.listen` for `router`, with TLS when `[tls]` is set.
+    pub async fn bind(config: &ControlConfig, router: Router) -> Result<Self, StartError> {
+        // `ControlConfig::validate` refuses this too; checked again so no caller can skip it.
+        if config.tls.is_none() && !config.listen.ip().is_loopback() {
+            return Err(StartError::PlainOffLoopback(config.listen));
+        }
+        let tls = match &config.tls {
+            Some(tls) => Some(TlsAcceptor::from(Arc::new(
+                edgepurge_tls::server_config(&tls.cert, &tls.key).map_err(StartError::Tls)?,
+            ))),
+            None => None,
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        Ok(BoundControl { listener, tls, router })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Whether the API is served over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and waits (up to 60 s) for the
+    /// requests in flight, so a submission being appended is answered.
+    pub async fn serve(self, shutdown: impl Future) {
+        let BoundControl { listener, tls, router } = self;
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Usually EMFILE: back off briefly rather than spin.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let service = TowerToHyperService::new(router.clone());
+            let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
+            tokio::spawn(async move {
+                let result = match tls {
+                    Some(acceptor) => {
+                        let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                            Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                        };
+                        let builder = match stream.get_ref().1.alpn_protocol() {
+                            Some(edgepurge_tls::ALPN_H2) => builder.http2_only(),
+                            Some(_) => builder.http1_only(),
+                            None => builder,
+                        };
+                        watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await
+                    }
+                    None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await,
+                };
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        tracing::info!("control shutting down: draining requests in flight");
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+            tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; closing");
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Read-only views over the records: `GET /v1/records` (S0.8: every purge that covered a URL,
+//! prefix, tag or host, with its state on each edge) and `GET /v1/edges`.
+//!
+//! Per-edge state is computed from the watermarks (DESIGN decision 6): a request is applied on
+//! an edge when the edge's watermark on the carrying task's queue reaches that task's offset.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use edgepurge_control_store::{ControlStore, Edge, RecordCursor, RecordQuery};
+use edgepurge_edge::purge::{cache_prefix, cache_url};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::{authenticate, AppState};
+use crate::auth::host_allowed;
+use crate::{rfc3339, Error};
+
+/// Largest page of `GET /v1/records`.
+pub const MAX_PAGE: usize = 1000;
+
+/// `GET /v1/records` parameters: exactly one of `url`, `prefix`, `tag`, `host`; `after` (the
+/// `next` of the previous page) and `limit` (default 100, at most 1000).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordParams {
+    url: Option<String>,
+    prefix: Option<String>,
+    tag: Option<String>,
+    host: Option<String>,
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// The query, normalised like the tasks it must match; scope-checked against the token.
+fn record_query(p: &RecordParams, hosts: &[String], admin: bool) -> Result<RecordQuery, Error> {
+    let invalid = |what: &str, e: &dyn std::fmt::Display| Error::Invalid(format!("{what}: {e}"));
+    let given = [&p.url, &p.prefix, &p.tag, &p.host].iter().filter(|v| v.is_some()).count();
+    if given != 1 {
+        return Err(Error::Invalid("give exactly one of url=, prefix=, tag=, host=".into()));
+    }
+    let (query, host) = if let Some(url) = &p.url {
+        let url = cache_url(url).map_err(|e| invalid("url", &e))?;
+        let host = url.host().to_owned();
+        (RecordQuery::Url { url: url.into_string(), host: host.clone() }, Some(host))
+    } else if let Some(prefix) = &p.prefix {
+        let prefix = cache_prefix(prefix).map_err(|e| invalid("prefix", &e))?;
+        let host = prefix.host().to_owned();
+        (RecordQuery::Prefix(prefix.into_string()), Some(host))
+    } else if let Some(host) = &p.host {
+        let host = edgepurge_url::normalize_host(host).map_err(|e| invalid("host", &e))?;
+        (RecordQuery::Host(host.clone()), Some(host))
+    } else {
+        let tag = p.tag.clone().unwrap_or_default();
+        if !admin {
+            return Err(Error::Forbidden("tag records span every host: they need an admin token".into()));
+        }
+        (RecordQuery::Tag(tag), None)
+    };
+    if let Some(host) = host {
+        if !admin && !host_allowed(hosts, &host) {
+            return Err(Error::Forbidden(format!("host `{host}` is outside this token's hosts")));
+        }
+    }
+    Ok(query)
+}
+
+/// The edges that count for a batch accepted at `at` (as `RecordStore::progress` counts them).
+fn counted(edges: &[Edge], at: u64) -> impl Iterator<Item = &Edge> {
+    edges.iter().filter(move |e| e.registered_at <= at && e.decommissioned_at.is_none())
+}
+
+/// `GET /v1/records`.
+pub async fn records<S: ControlStore>(
+    State(state): State<Arc<AppState<S>>>,
+    Query(params): Query<RecordParams>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let token = authenticate(&state.store, &headers).await?;
+    let query = record_query(&params, &token.hosts, token.admin)?;
+    let limit = params.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let page = state.store.records(query, params.after.map(RecordCursor), limit).await?;
+    let edges = state.store.edges().await?;
+    let marks: HashMap<(String, u32), u64> =
+        state.store.watermarks().await?.into_iter().map(|w| ((w.edge, w.queue), w.applied)).collect();
+    let entries: Vec<_> = page
+        .entries
+        .iter()
+        .map(|e| {
+            let on_edges: Vec<_> = counted(&edges, e.accepted_at)
+                .map(|edge| {
+                    let applied = marks.get(&(edge.name.clone(), e.carried_by.queue)).copied().unwrap_or(0);
+                    json!({"edge": edge.name, "applied": applied >= e.carried_by.offset})
+                })
+                .collect();
+            json!({
+                "batch": e.batch,
+                "token": e.token_name,
+                "accepted_at": rfc3339(e.accepted_at),
+                "kind": e.kind,
+                "target": e.target,
+                "soft": e.soft,
+                "host": e.host,
+                "queue": e.carried_by.queue,
+                "offset": e.carried_by.offset,
+                "folded": e.folded,
+                "edges": on_edges,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"entries": entries, "next": page.next.map(|c| c.0)})).into_response())
+}
+
+/// `GET /v1/edges`: every registered edge, its watermark and lag per queue, when it last reported.
+pub async fn edges<S: ControlStore>(
+    State(state): State<Arc<AppState<S>>>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    authenticate(&state.store, &headers).await?;
+    let infos = state.store.queue_info().await?;
+    let marks = state.store.watermarks().await?;
+    let edges: Vec<_> = state
+        .store
+        .edges()
+        .await?
+        .into_iter()
+        .map(|edge| {
+            let mine: Vec<_> = marks.iter().filter(|w| w.edge == edge.name).collect();
+            let queues: Vec<_> = infos
+                .iter()
+                .map(|q| {
+                    let applied = mine.iter().find(|w| w.queue == q.queue).map_or(0, |w| w.applied);
+                    json!({"queue": q.queue, "applied": applied, "lag": q.next.saturating_sub(1).saturating_sub(applied)})
+                })
+                .collect();
+            let last_seen = mine.iter().map(|w| w.updated_at).max();
+            json!({
+                "name": edge.name,
+                "registered_at": rfc3339(edge.registered_at),
+                "decommissioned_at": edge.decommissioned_at.map(rfc3339),
+                "last_seen": last_seen.map(rfc3339),
+                "queues": queues,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "edges": edges })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_queries_are_normalised_and_scoped() {
+        let hosts = vec!["a.com".to_owned()];
+        let p = RecordParams { url: Some("HTTPS://A.com/x#f".into()), ..Default::default() };
+        assert_eq!(
+            record_query(&p, &hosts, false).unwrap(),
+            RecordQuery::Url { url: "http://a.com/x".into(), host: "a.com".into() }
+        );
+        let p = RecordParams { host: Some("b.com".into()), ..Default::default() };
+        assert!(matches!(record_query(&p, &hosts, false), Err(Error::Forbidden(_))));
+        assert!(record_query(&p, &hosts, true).is_ok());
+        let p = RecordParams { tag: Some("t".into()), ..Default::default() };
+        assert!(matches!(record_query(&p, &hosts, false), Err(Error::Forbidden(_))));
+        let two = RecordParams { url: Some("http://a.com/".into()), host: Some("a.com".into()), ..Default::default() };
+        assert!(matches!(record_query(&two, &hosts, false), Err(Error::Invalid(_))));
+    }
+}
