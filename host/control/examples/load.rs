@@ -43,6 +43,8 @@ async fn main() -> anyhow::Result<()> {
         limits: LimitsSection::default(),
         pacing_ms: 0,
         metrics: Default::default(),
+        fold: Default::default(),
+        monitor: Default::default(),
     };
     let bound = BoundControl::bind(&config, router(Arc::new(state))).await?;
     let base = format!("http://{}/v1/purges", bound.local_addr());

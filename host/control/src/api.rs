@@ -27,15 +27,19 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use edgepurge_control_store::{ApiToken, BatchId, ControlStore, NewBatch, TokenHash};
 use edgepurge_policy_runtime::LoadedPolicy;
+use edgepurge_sdk::cycle::speed_estimate;
+use edgepurge_sdk::defaults::DEFAULT_SPEED_FLOOR;
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::auth::{RateLimiter, RateState};
 use crate::config::LimitsSection;
+use crate::fold::{fold_targets, FoldSettings};
+use crate::health::QueueMonitor;
 use crate::metrics::Metrics;
 use crate::tasks::{read_bulk, BulkFormat, PurgeRequest, TaskBuilder};
-use crate::{now_ms, rfc3339, select, Error};
+use crate::{rfc3339, select, Error};
 
 /// What every handler shares.
 pub struct AppState<S> {
@@ -51,6 +55,10 @@ pub struct AppState<S> {
     pub pacing_ms: u32,
     /// Counters for `GET /metrics`.
     pub metrics: Metrics,
+    /// S2.3 folding of repeated purges.
+    pub fold: FoldSettings,
+    /// Queue health (S0.2) and the clock batches are stamped with.
+    pub monitor: QueueMonitor,
 }
 
 /// The API's routes over `state`.
@@ -96,6 +104,9 @@ struct SubmitQuery {
 struct Accepted {
     id: BatchId,
     tasks: u64,
+    /// How many of them were folded into earlier, still undelivered tasks (S2.3) instead of
+    /// queued; `GET /v1/records` shows which task carries each.
+    folded: u64,
     queued_at: String,
     /// True when an `Idempotency-Key` matched an earlier batch and nothing new was queued.
     replayed: bool,
@@ -163,15 +174,22 @@ async fn submit_inner<S: ControlStore>(
         }
     }
     let tasks = builder.finish()?;
-    let queues = select::queue_states(&state.store.queue_stats().await?, state.pacing_ms);
-    let now = now_ms();
-    let placed = select::place(&state.policy, tasks, queues, now).await;
+    let queues = select::queue_states(&state.monitor.observe(&state.store).await?, state.pacing_ms);
+    let now = state.monitor.now();
+    let folds = fold_targets(&state.store, state.fold, &tasks, now).await?;
+    let placed = select::place(&state.policy, tasks, &folds, queues, now).await;
     let batch = NewBatch { token_name: token.name.clone(), accepted_at: now, idempotency_key };
     // The 202 goes out only after this returns: the batch is committed and fsynced.
     let appended = state.store.append(batch, placed).await?;
     let b = &appended.batch;
-    let body =
-        Accepted { id: b.id, tasks: b.task_count, queued_at: rfc3339(b.accepted_at), replayed: !appended.created };
+    let folded = b.spans.iter().map(|s| s.folded).sum();
+    let body = Accepted {
+        id: b.id,
+        tasks: b.task_count,
+        folded,
+        queued_at: rfc3339(b.accepted_at),
+        replayed: !appended.created,
+    };
     let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/purges/{}", b.id)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -267,17 +285,29 @@ pub(crate) async fn progress_view<S: ControlStore>(
 
 async fn queues<S: ControlStore>(State(state): State<Arc<AppState<S>>>, headers: HeaderMap) -> Result<Response, Error> {
     authenticate(&state.store, &headers).await?;
-    let stats = state.store.queue_stats().await?;
-    let queues: Vec<_> = stats
+    let views = state.monitor.observe(&state.store).await?;
+    let queues: Vec<_> = views
         .iter()
-        .map(|s| {
+        .map(|v| {
+            // S0.3 as the built-in policy computes it (a policy may weigh things differently).
+            let speed = speed_estimate(&v.speed.samples, v.speed.peak_bytes_per_sec, DEFAULT_SPEED_FLOOR);
+            let wait_ms = v.stats.map(|s| {
+                (s.pending.bytes as f64 * 1000.0 / speed) as u64 + s.pending.tasks * u64::from(state.pacing_ms)
+            });
             json!({
-                "queue": s.queue,
-                "depth": s.pending.tasks,
-                "pending_bytes": s.pending.bytes,
-                "delivered": s.delivered,
-                "first_offset": s.info.first,
-                "next_offset": s.info.next,
+                "queue": v.queue,
+                "healthy": v.healthy,
+                "speed_bytes_per_sec": speed as u64,
+                "expected_wait_ms": wait_ms,
+                "peak_bytes_per_sec": v.speed.peak_bytes_per_sec,
+                "slot": v.speed.slot,
+                "slot_samples": v.speed.samples.len(),
+                "problem": v.problem,
+                "depth": v.stats.map(|s| s.pending.tasks),
+                "pending_bytes": v.stats.map(|s| s.pending.bytes),
+                "delivered": v.stats.map(|s| s.delivered),
+                "first_offset": v.stats.map(|s| s.info.first),
+                "next_offset": v.stats.map(|s| s.info.next),
             })
         })
         .collect();

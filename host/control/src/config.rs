@@ -47,6 +47,23 @@ pub struct ControlConfig {
     /// Pacing interval `d` between two tasks of one queue, in ms (S0.3), given to `select-queue`.
     #[serde(default)]
     pub pacing_ms: u32,
+    /// S2.3: a target purged again within this many ms of an earlier, still undelivered task is
+    /// folded into it instead of queued. 0 (the default) turns folding off.
+    #[serde(default)]
+    pub fold_window_ms: u64,
+    /// S0.2: a queue with pending tasks and no edge progress for this many ms, while another
+    /// queue progressed, is unhealthy and gets no new tasks; 0 turns stall detection off.
+    #[serde(default = "default_stall_after_ms")]
+    pub stall_after_ms: u64,
+    /// S0.3 send history: slot length in seconds (default 900 = 15 minutes).
+    #[serde(default = "default_slot_secs")]
+    pub slot_secs: u64,
+    /// S0.3 send history: cycle length in seconds (default 86400 = a day).
+    #[serde(default = "default_cycle_secs")]
+    pub cycle_secs: u64,
+    /// Batches with more tasks than this are never folded (a lookup per task).
+    #[serde(default = "default_fold_max_tasks")]
+    pub fold_max_tasks: usize,
     /// `[tls]`: the API's certificate; required unless `listen` is a loopback address.
     pub tls: Option<TlsSection>,
     /// `[rate-limit]`: the per-token token bucket.
@@ -55,6 +72,9 @@ pub struct ControlConfig {
     /// `[limits]`: request validation limits.
     #[serde(default)]
     pub limits: LimitsSection,
+    /// `[retention]`: trimming delivered tasks and expiring old records.
+    #[serde(default)]
+    pub retention: RetentionSection,
     /// `[policy]`: the policy component (none: the built-in defaults) and its configuration.
     #[serde(default)]
     pub policy: PolicySection,
@@ -83,6 +103,33 @@ pub struct RateLimitSection {
 impl Default for RateLimitSection {
     fn default() -> Self {
         RateLimitSection { burst: 100, per_second: 10.0 }
+    }
+}
+
+/// `[retention]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Seconds between two retention passes.
+    pub interval_secs: u64,
+    /// Seconds a batch's records are kept (deleted after that once all its tasks are trimmed).
+    pub keep_records_secs: u64,
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        let d = crate::background::RetentionSettings::default();
+        RetentionSection { interval_secs: d.interval_ms / 1000, keep_records_secs: d.keep_records_ms / 1000 }
+    }
+}
+
+impl RetentionSection {
+    /// The settings the background task runs with.
+    pub fn settings(&self) -> crate::background::RetentionSettings {
+        crate::background::RetentionSettings {
+            interval_ms: self.interval_secs.saturating_mul(1000),
+            keep_records_ms: self.keep_records_secs.saturating_mul(1000),
+        }
     }
 }
 
@@ -119,7 +166,37 @@ fn default_queues() -> u32 {
     4
 }
 
+fn default_slot_secs() -> u64 {
+    900
+}
+
+fn default_cycle_secs() -> u64 {
+    86_400
+}
+
+fn default_stall_after_ms() -> u64 {
+    crate::health::HealthSettings::default().stall_after_ms
+}
+
+fn default_fold_max_tasks() -> usize {
+    crate::fold::FoldSettings::default().max_tasks
+}
+
 impl ControlConfig {
+    /// The queue monitor for this configuration (S0.2 health, S0.3 send history).
+    pub fn monitor(&self, clock: crate::health::Clock) -> crate::health::QueueMonitor {
+        crate::health::QueueMonitor::new(
+            crate::health::HealthSettings { stall_after_ms: self.stall_after_ms },
+            crate::history::CycleSettings { slot_ms: self.slot_secs * 1000, cycle_ms: self.cycle_secs * 1000 },
+            clock,
+        )
+    }
+
+    /// The folding settings (S2.3).
+    pub fn fold(&self) -> crate::fold::FoldSettings {
+        crate::fold::FoldSettings { window_ms: self.fold_window_ms, max_tasks: self.fold_max_tasks }
+    }
+
     /// Reads and validates `path`; relative paths in it are taken relative to its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
@@ -170,6 +247,16 @@ impl ControlConfig {
         if self.rate_limit.burst == 0 || !(self.rate_limit.per_second > 0.0 && self.rate_limit.per_second.is_finite()) {
             return invalid("[rate-limit] burst must be at least 1 and per-second a positive number".into());
         }
+        if self.slot_secs == 0 || self.cycle_secs < self.slot_secs || self.cycle_secs > 366 * 86_400 {
+            return invalid(format!(
+                "slot-secs = {} and cycle-secs = {}: the slot must be at least 1 s and no longer than the \
+                 cycle (at most a year)",
+                self.slot_secs, self.cycle_secs
+            ));
+        }
+        if self.retention.interval_secs == 0 {
+            return invalid("[retention] interval-secs must be at least 1".into());
+        }
         let l = &self.limits;
         if l.max_urls == 0 || l.max_url_bytes < 16 || l.max_json_bytes == 0 || l.max_bulk_bytes == 0 {
             return invalid(
@@ -206,6 +293,11 @@ mod tests {
     fn unknown_keys_and_bad_ranges_are_refused() {
         assert!(ControlConfig::parse("database = \"c.db\"\nqueue = 3").is_err());
         assert!(ControlConfig::parse("database = \"c.db\"\nqueues = 0").is_err());
+        assert!(ControlConfig::parse("database = \"c.db\"\nslot-secs = 0").is_err());
+        assert!(
+            ControlConfig::parse("database = \"c.db\"\n[retention]\ninterval-secs = 0\nkeep-records-secs = 1").is_err()
+        );
+        assert!(ControlConfig::parse("database = \"c.db\"\nslot-secs = 100\ncycle-secs = 50").is_err());
         assert!(ControlConfig::parse("database = \"c.db\"\n[rate-limit]\nburst = 0\nper-second = 1.0").is_err());
     }
 
@@ -214,5 +306,7 @@ mod tests {
         let text = include_str!("../control.example.toml");
         let c = ControlConfig::parse(text).unwrap();
         assert_eq!(c.queues, 4);
+        assert_eq!((c.slot_secs, c.cycle_secs, c.stall_after_ms, c.fold_window_ms), (900, 86_400, 60_000, 0));
+        assert_eq!(c.retention.settings(), crate::background::RetentionSettings::default());
     }
 }

@@ -10,6 +10,12 @@
 //! - [`tasks`] — the task generator: JSON or streamed bulk bodies → validated, normalised
 //!   (with the edge's own `normalize_task`), de-duplicated tasks.
 //! - [`select`] — queue choice through the policy's `select-queue`, per chunk of 1,000 tasks.
+//! - [`fold`] — S2.3: a repeated purge folded into the earlier, still undelivered task.
+//! - [`health`] — the `QueueMonitor`: queue health (storage failure, stall; S0.2) from
+//!   observations of the store on an injectable clock; [`history`] — the per-queue send history
+//!   by cycle slot that becomes `select-queue`'s speed samples and peak (S0.3).
+//! - [`background`] — retention (trim delivered tasks, expire old records) and the periodic queue
+//!   observation.
 //! - [`api`] — the routes: `POST /v1/purges`, `GET /v1/purges/{id}`, `GET /v1/queues`,
 //!   `/healthz`, `/readyz`, `/metrics` ([`metrics`]); [`views`] — `GET /v1/records` and `GET /v1/edges`.
 //! - [`server`] — binding (plain HTTP on loopback, else TLS through `edgepurge-tls`) and graceful
@@ -30,8 +36,12 @@
 
 pub mod api;
 pub mod auth;
+pub mod background;
 pub mod config;
 pub mod events;
+pub mod fold;
+pub mod health;
+pub mod history;
 pub mod metrics;
 pub mod select;
 pub mod server;

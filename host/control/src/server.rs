@@ -13,14 +13,18 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::{router, AppState};
 use crate::auth::RateLimiter;
+use crate::background;
 use crate::config::ControlConfig;
 
 /// A TLS handshake longer than this is dropped, so silent clients cannot pile up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the queues are observed for health and send history when nobody asks.
+const OBSERVE_EVERY: Duration = Duration::from_secs(1);
 /// How long shutdown waits for requests in flight (a large bulk submission included).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -59,6 +63,8 @@ pub struct BoundControl {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     router: Router,
+    /// Retention and queue observation, stopped when serving ends.
+    background: Vec<JoinHandle<()>>,
 }
 
 impl BoundControl {
@@ -70,15 +76,24 @@ impl BoundControl {
             .await
             .map_err(|e| StartError::Policy(e.to_string()))?;
         tracing::info!(policy = %policy.info().name, %source, "policy loaded");
+        let clock = crate::health::system_clock();
         let state = AppState {
-            store,
+            store: store.clone(),
             policy: Arc::new(policy),
             limiter: RateLimiter::new(config.rate_limit.burst, config.rate_limit.per_second),
             limits: config.limits,
             pacing_ms: config.pacing_ms,
             metrics: Default::default(),
+            fold: config.fold(),
+            monitor: config.monitor(clock.clone()),
         };
-        Self::bind(config, router(Arc::new(state))).await
+        let state = Arc::new(state);
+        let mut bound = Self::bind(config, router(state.clone())).await?;
+        bound.background = vec![
+            background::spawn_retention(store, config.retention.settings(), clock, None),
+            background::spawn_observer(state, OBSERVE_EVERY),
+        ];
+        Ok(bound)
     }
 
     /// Binds `config.listen` for `router`, with TLS when `[tls]` is set.
@@ -96,7 +111,7 @@ impl BoundControl {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Bind { addr: config.listen, source })?;
-        Ok(BoundControl { listener, tls, router })
+        Ok(BoundControl { listener, tls, router, background: Vec::new() })
     }
 
     /// The bound address (useful with port 0).
@@ -112,7 +127,7 @@ impl BoundControl {
     /// Serves until `shutdown` completes, then stops accepting and waits (up to 60 s) for the
     /// requests in flight, so a submission being appended is answered.
     pub async fn serve(self, shutdown: impl Future) {
-        let BoundControl { listener, tls, router } = self;
+        let BoundControl { listener, tls, router, background } = self;
         let builder = auto::Builder::new(TokioExecutor::new());
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -158,6 +173,9 @@ impl BoundControl {
         tracing::info!("control shutting down: draining requests in flight");
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
             tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; closing");
+        }
+        for task in background {
+            task.abort();
         }
     }
 }

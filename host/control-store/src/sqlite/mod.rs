@@ -1,14 +1,18 @@
 //! The default backend: one SQLite database file per control node (DESIGN decision 8).
 //!
 //! WAL journal, `synchronous = FULL`: a committed append is in the fsynced WAL before `append`
-//! returns. One connection behind a mutex serialises writers (SQLite has one writer anyway) and
-//! every call runs on tokio's blocking pool. The schema is in `schema.rs`.
+//! returns. One connection behind a mutex serialises writers (SQLite has one writer anyway); a
+//! small pool of read-only connections answers the queries, so status polls, record queries and
+//! token checks go on while a million-URL batch is being written (WAL readers see the last
+//! commit and never wait for the writer). Every call runs on tokio's blocking pool. The schema is
+//! in `schema.rs`.
 
 mod queue;
 mod records;
 mod schema;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension};
@@ -24,8 +28,19 @@ pub use schema::VERSION as SCHEMA_VERSION;
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    readers: Arc<ReadPool>,
     queues: u32,
     path: PathBuf,
+}
+
+/// Read-only connections: two, one per core of the smallest machine we run on, so a read never
+/// waits behind another read for long, and few enough that their page caches stay small.
+const READERS: usize = 2;
+
+/// The read-only connections and where the next read starts looking for a free one.
+struct ReadPool {
+    conns: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -44,7 +59,10 @@ impl SqliteStore {
         let path = path.as_ref().to_owned();
         let mut conn = Connection::open(&path)?;
         schema::prepare(&mut conn, queues)?;
-        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), queues, path })
+        // Opened after `prepare`, so the file is in WAL mode and has its schema.
+        let conns = (0..READERS).map(|_| schema::open_reader(&path).map(Mutex::new)).collect::<Result<_>>()?;
+        let readers = Arc::new(ReadPool { conns, next: AtomicUsize::new(0) });
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), readers, queues, path })
     }
 
     /// The database file.
@@ -65,6 +83,31 @@ impl SqliteStore {
             // transaction rolls back when dropped), so a poisoned lock is safe to keep using.
             let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             f(&mut conn, queues)
+        })
+        .await
+        .map_err(|e| Error::Backend(Box::new(e)))?
+    }
+
+    /// Runs the read-only `f` on a reader connection (a free one if any), in one read transaction
+    /// so a query of several statements sees one snapshot.
+    async fn read_run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, u32) -> Result<T> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        let queues = self.queues;
+        tokio::task::spawn_blocking(move || {
+            let n = pool.conns.len();
+            let start = pool.next.fetch_add(1, Ordering::Relaxed) % n;
+            let free = (0..n).find_map(|i| pool.conns[(start + i) % n].try_lock().ok());
+            // All busy: wait for the one whose turn it is. Poisoning is harmless as in `run`.
+            let conn = free.unwrap_or_else(|| pool.conns[start].lock().unwrap_or_else(|p| p.into_inner()));
+            let tx = conn.unchecked_transaction()?;
+            let out = f(&tx, queues);
+            // Read-only: ending the transaction either way releases the snapshot.
+            drop(tx);
+            out
         })
         .await
         .map_err(|e| Error::Backend(Box::new(e)))?
@@ -138,15 +181,15 @@ impl QueueStore for SqliteStore {
     }
 
     async fn read(&self, queue: u32, from: u64, limit: usize) -> Result<Vec<QueuedTask>> {
-        self.run(move |c, q| queue::read(c, q, queue, from, limit)).await
+        self.read_run(move |c, q| queue::read(c, q, queue, from, limit)).await
     }
 
     async fn queue_info(&self) -> Result<Vec<QueueInfo>> {
-        self.run(|c, _| queue::queue_info(c)).await
+        self.read_run(|c, _| queue::queue_info(c)).await
     }
 
     async fn pending(&self, queue: u32, after: u64) -> Result<Pending> {
-        self.run(move |c, q| queue::pending(c, q, queue, after)).await
+        self.read_run(move |c, q| queue::pending(c, q, queue, after)).await
     }
 
     async fn trim(&self, queue: u32, below: u64) -> Result<u64> {
@@ -156,7 +199,7 @@ impl QueueStore for SqliteStore {
 
 impl RecordStore for SqliteStore {
     async fn batch(&self, id: BatchId) -> Result<Option<Batch>> {
-        self.run(move |c, _| batch_by_id(c, id)).await
+        self.read_run(move |c, _| batch_by_id(c, id)).await
     }
 
     async fn register_edge(&self, name: &str, at: Millis) -> Result<Edge> {
@@ -170,7 +213,7 @@ impl RecordStore for SqliteStore {
     }
 
     async fn edges(&self) -> Result<Vec<Edge>> {
-        self.run(|c, _| records::edges(c)).await
+        self.read_run(|c, _| records::edges(c)).await
     }
 
     async fn set_watermark(&self, edge: &str, queue: u32, applied: u64, at: Millis) -> Result<()> {
@@ -179,19 +222,19 @@ impl RecordStore for SqliteStore {
     }
 
     async fn watermarks(&self) -> Result<Vec<Watermark>> {
-        self.run(|c, _| records::watermarks(c)).await
+        self.read_run(|c, _| records::watermarks(c)).await
     }
 
     async fn lowest_watermarks(&self) -> Result<Option<Vec<u64>>> {
-        self.run(|c, q| records::lowest_watermarks(c, q)).await
+        self.read_run(records::lowest_watermarks).await
     }
 
     async fn progress(&self, id: BatchId) -> Result<Option<Progress>> {
-        self.run(move |c, q| records::progress(c, q, id)).await
+        self.read_run(move |c, q| records::progress(c, q, id)).await
     }
 
     async fn records(&self, query: RecordQuery, after: Option<RecordCursor>, limit: usize) -> Result<RecordPage> {
-        self.run(move |c, _| records::records(c, &query, after, limit)).await
+        self.read_run(move |c, _| records::records(c, &query, after, limit)).await
     }
 
     async fn find_fold_target(
@@ -202,7 +245,7 @@ impl RecordStore for SqliteStore {
         since: Millis,
     ) -> Result<Option<TaskRef>> {
         let target = target.to_owned();
-        self.run(move |c, q| records::find_fold_target(c, q, kind, &target, soft, since)).await
+        self.read_run(move |c, q| records::find_fold_target(c, q, kind, &target, soft, since)).await
     }
 
     async fn expire(&self, before: Millis) -> Result<u64> {
@@ -216,7 +259,7 @@ impl TokenStore for SqliteStore {
     }
 
     async fn find_token(&self, hash: TokenHash) -> Result<Option<ApiToken>> {
-        self.run(move |c, _| records::find_token(c, hash)).await
+        self.read_run(move |c, _| records::find_token(c, hash)).await
     }
 
     async fn delete_token(&self, name: &str) -> Result<bool> {

@@ -77,6 +77,18 @@ CREATE TABLE tokens (
 );
 ";
 
+/// A read-only connection to the prepared database at `path` (the store's read pool).
+pub fn open_reader(path: &std::path::Path) -> Result<Connection> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    // A quarter of the writer's cache each: readers walk indexes, they do not build them.
+    conn.pragma_update(None, "cache_size", -16384)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Only a checkpoint's brief lock can make a WAL reader wait.
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
 /// Sets the connection up and creates or migrates the schema; makes sure `queues` queues exist.
 pub fn prepare(conn: &mut Connection, queues: u32) -> Result<()> {
     // WAL: readers do not block the writer and a commit is one sequential write. FULL: the WAL is

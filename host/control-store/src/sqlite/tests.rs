@@ -8,7 +8,7 @@ use tempfile::TempDir;
 use super::SqliteStore;
 use crate::conformance::{batch, Harness};
 use crate::model::*;
-use crate::{ControlStore, Error, QueueStore, TokenHash, TokenStore};
+use crate::{ControlStore, Error, QueueStore, RecordStore, TokenHash, TokenStore};
 
 /// Each store in its own file under one temporary directory that lives as long as the harness.
 struct SqliteHarness {
@@ -66,6 +66,45 @@ async fn durable_settings_and_schema_version() {
     let sync: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!((mode.as_str(), sync, version), ("wal", 2, super::SCHEMA_VERSION), "WAL, FULL, current schema");
+}
+
+/// Reads go to the read-only connections: while the writer holds an open write transaction (as
+/// during a large append), token checks, status and record queries still answer, from the last
+/// commit, and see the write once it commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_are_not_blocked_by_a_write_in_progress() {
+    let h = SqliteHarness::new();
+    let store = h.create(2).await;
+    let token = |name: &str| ApiToken { name: name.into(), hosts: vec!["a.com".into()], admin: false, created_at: 1 };
+    store.insert_token(TokenHash::of("old"), token("old")).await.unwrap();
+    let id = store.append(batch("old", 5), crate::conformance::urls(1, "x", 3)).await.unwrap().batch.id;
+
+    let (ready, writing) = tokio::sync::oneshot::channel();
+    let (go, finish) = std::sync::mpsc::channel::<()>();
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let conn = store.conn.lock().unwrap();
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            super::records::insert_token(&conn, TokenHash::of("new"), &token("new")).unwrap();
+            ready.send(()).unwrap();
+            finish.recv().unwrap();
+            conn.execute_batch("COMMIT").unwrap();
+        })
+    };
+    writing.await.unwrap();
+    // The writer's lock is held and its transaction open: each of these would wait for it if
+    // reads shared the writer's connection.
+    assert!(store.find_token(TokenHash::of("old")).await.unwrap().is_some());
+    assert!(store.find_token(TokenHash::of("new")).await.unwrap().is_none(), "uncommitted is invisible");
+    assert_eq!(store.batch(id).await.unwrap().unwrap().task_count, 3);
+    assert!(store.progress(id).await.unwrap().unwrap().done);
+    assert_eq!(store.queue_info().await.unwrap()[1].next, 4);
+    let page = store.records(RecordQuery::Host("h.example".into()), None, 10).await.unwrap();
+    assert_eq!(page.entries.len(), 3);
+    go.send(()).unwrap();
+    writer.join().unwrap();
+    assert!(store.find_token(TokenHash::of("new")).await.unwrap().is_some(), "seen once committed");
 }
 
 #[test]

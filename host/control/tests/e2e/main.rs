@@ -3,6 +3,9 @@
 
 mod auth;
 mod bulk;
+mod fold;
+mod health;
+mod retention;
 mod status;
 mod submit;
 mod support;

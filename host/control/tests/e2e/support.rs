@@ -9,6 +9,9 @@ use bytes::Bytes;
 use edgepurge_control::api::{router, AppState};
 use edgepurge_control::auth::{create_token, RateLimiter};
 use edgepurge_control::config::{ControlConfig, LimitsSection};
+use edgepurge_control::fold::FoldSettings;
+use edgepurge_control::health::{system_clock, Clock, HealthSettings, QueueMonitor};
+use edgepurge_control::history::CycleSettings;
 use edgepurge_control::server::BoundControl;
 use edgepurge_control_store::{QueueStore, SqliteStore};
 use edgepurge_policy_runtime::LoadedPolicy;
@@ -23,12 +26,25 @@ pub struct ControlTest {
     per_second: f64,
     limits: LimitsSection,
     queues: u32,
+    fold: FoldSettings,
+    health: HealthSettings,
+    cycle: CycleSettings,
+    clock: Clock,
 }
 
 impl ControlTest {
     /// Defaults: a generous rate limit, the default limits, 4 queues.
     pub fn new() -> Self {
-        ControlTest { burst: 10_000, per_second: 1_000.0, limits: LimitsSection::default(), queues: 4 }
+        ControlTest {
+            burst: 10_000,
+            per_second: 1_000.0,
+            limits: LimitsSection::default(),
+            queues: 4,
+            fold: FoldSettings::default(),
+            health: HealthSettings::default(),
+            cycle: CycleSettings::default(),
+            clock: system_clock(),
+        }
     }
 
     /// A token bucket of `burst` refilled at `per_second` (use a tiny rate for deterministic 429s).
@@ -40,6 +56,30 @@ impl ControlTest {
     /// Changes the validation limits.
     pub fn limits(mut self, f: impl FnOnce(&mut LimitsSection)) -> Self {
         f(&mut self.limits);
+        self
+    }
+
+    /// Folds repeated purges within `window_ms` (S2.3); off by default.
+    pub fn fold_window(mut self, window_ms: u64) -> Self {
+        self.fold.window_ms = window_ms;
+        self
+    }
+
+    /// Marks a queue stalled after `ms` without progress (S0.2).
+    pub fn stall_after(mut self, ms: u64) -> Self {
+        self.health.stall_after_ms = ms;
+        self
+    }
+
+    /// Send-history slots of `slot_ms` in cycles of `cycle_ms` (S0.3).
+    pub fn cycle(mut self, slot_ms: u64, cycle_ms: u64) -> Self {
+        self.cycle = CycleSettings { slot_ms, cycle_ms };
+        self
+    }
+
+    /// The clock the API stamps batches and judges health with.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -56,6 +96,8 @@ impl ControlTest {
             limits: self.limits,
             pacing_ms: 0,
             metrics: Default::default(),
+            fold: self.fold,
+            monitor: QueueMonitor::new(self.health, self.cycle, self.clock),
         };
         let bound = BoundControl::bind(&config, router(Arc::new(state))).await?;
         let base = format!("http://{}", bound.local_addr());

@@ -45,6 +45,8 @@ async fn the_api_serves_http2_over_tls() {
         limits: LimitsSection::default(),
         pacing_ms: 0,
         metrics: Default::default(),
+        fold: Default::default(),
+        monitor: Default::default(),
     };
     let bound = BoundControl::bind(&config, router(Arc::new(state))).await.unwrap();
     assert!(bound.is_tls());
