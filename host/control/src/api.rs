@@ -36,7 +36,7 @@ use serde_json::json;
 use crate::auth::{RateLimiter, RateState};
 use crate::config::LimitsSection;
 use crate::fold::{fold_targets, FoldSettings};
-use crate::health::QueueMonitor;
+use crate::health::{QueueMonitor, QueueView};
 use crate::metrics::Metrics;
 use crate::tasks::{read_bulk, BulkFormat, PurgeRequest, TaskBuilder};
 use crate::{rfc3339, select, Error};
@@ -228,8 +228,31 @@ async fn status<S: ControlStore>(
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     let token = authenticate(&state.store, &headers).await?;
-    let (view, _done) = progress_view(&state.store, &token, &id).await?;
+    let (mut view, done) = progress_view(&state.store, &token, &id).await?;
+    // ETA: the batch is applied everywhere once the slowest queue it uses has drained what is
+    // ahead of it, at that queue's expected wait (S0.3, as `GET /v1/queues` reports it).
+    if !done {
+        let used: Vec<u64> =
+            view["queues"].as_array().into_iter().flatten().filter_map(|q| q["queue"].as_u64()).collect();
+        let views = state.monitor.observe(&state.store).await?;
+        let eta_ms = views
+            .iter()
+            .filter(|v| used.contains(&u64::from(v.queue)))
+            .filter_map(|v| expected_wait_ms(v, state.pacing_ms))
+            .max();
+        if let Some(eta_ms) = eta_ms {
+            view["eta_ms"] = json!(eta_ms);
+            view["eta"] = json!(rfc3339(crate::now_ms().saturating_add(eta_ms)));
+        }
+    }
     Ok(Json(view).into_response())
+}
+
+/// The expected wait of a queue in milliseconds (S0.3 as the built-in policy computes it:
+/// pending bytes over the speed estimate, plus the pacing interval per pending task).
+fn expected_wait_ms(v: &QueueView, pacing_ms: u32) -> Option<u64> {
+    let speed = speed_estimate(&v.speed.samples, v.speed.peak_bytes_per_sec, DEFAULT_SPEED_FLOOR);
+    v.stats.map(|s| (s.pending.bytes as f64 * 1000.0 / speed) as u64 + s.pending.tasks * u64::from(pacing_ms))
 }
 
 /// The status document of batch `id` as `token` may see it, and whether the batch is done.
@@ -259,7 +282,7 @@ pub(crate) async fn progress_view<S: ControlStore>(
         .iter()
         .map(|e| {
             let percent = if e.total == 0 { 100.0 } else { e.applied as f64 * 100.0 / e.total as f64 };
-            json!({"edge": e.edge, "applied": e.applied, "total": e.total, "percent": percent})
+            json!({"edge": e.edge, "applied": e.applied, "total": e.total, "lag": e.total - e.applied, "percent": percent})
         })
         .collect();
     let b = &progress.batch;
@@ -291,9 +314,7 @@ async fn queues<S: ControlStore>(State(state): State<Arc<AppState<S>>>, headers:
         .map(|v| {
             // S0.3 as the built-in policy computes it (a policy may weigh things differently).
             let speed = speed_estimate(&v.speed.samples, v.speed.peak_bytes_per_sec, DEFAULT_SPEED_FLOOR);
-            let wait_ms = v.stats.map(|s| {
-                (s.pending.bytes as f64 * 1000.0 / speed) as u64 + s.pending.tasks * u64::from(state.pacing_ms)
-            });
+            let wait_ms = expected_wait_ms(v, state.pacing_ms);
             json!({
                 "queue": v.queue,
                 "healthy": v.healthy,

@@ -22,6 +22,10 @@ async fn status_follows_the_edges_watermarks() {
     assert_eq!(s.json["queued_at"], r.json["queued_at"]);
     assert_eq!(s.json["edges"][0]["edge"], "edge-1");
     assert_eq!(s.json["edges"][0]["total"], 2);
+    assert_eq!(s.json["edges"][0]["lag"], 2);
+    // Not done: an ETA from the expected wait of the queues it uses (pending bytes at the
+    // speed floor, as no history exists yet).
+    assert!(s.json["eta_ms"].as_u64().is_some() && s.json["eta"].is_string(), "{s:?}");
 
     // Apply the batch's spans one queue at a time.
     let spans: Vec<(u32, u64)> = s.json["queues"]
@@ -42,6 +46,8 @@ async fn status_follows_the_edges_watermarks() {
     assert_eq!(s.json["state"], "done");
     assert_eq!(s.json["percent"], 100.0);
     assert_eq!(s.json["edges"][0]["applied"], 2);
+    assert_eq!(s.json["edges"][0]["lag"], 0);
+    assert!(s.json.get("eta_ms").is_none(), "a done batch has no ETA: {s:?}");
     c.stop().await;
 }
 
