@@ -16,6 +16,7 @@ use edgepurge_control::auth::{create_token, RateLimiter};
 use edgepurge_control::config::{ControlConfig, LimitsSection};
 use edgepurge_control::server::BoundControl;
 use edgepurge_control_store::SqliteStore;
+use edgepurge_edge::policy_slot::PolicySlot;
 use edgepurge_policy_runtime::LoadedPolicy;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -38,7 +39,8 @@ async fn main() -> anyhow::Result<()> {
     let token = create_token(&store, "load", &["*.example.com".into()], false, 0).await?;
     let state = AppState {
         store,
-        policy: Arc::new(LoadedPolicy::builtin(Default::default())),
+        policy: PolicySlot::new(LoadedPolicy::builtin(Default::default())),
+        policy_section: config.policy.clone(),
         limiter: RateLimiter::new(1_000_000, 1_000_000.0),
         limits: LimitsSection::default(),
         pacing_ms: 0,

@@ -4,6 +4,8 @@
 //! |---|---|---|
 //! | `POST /v1/purges` | token, rate-limited | 202 `{id, tasks, queued_at}`; 400, 401, 403, 415, 429, 503 |
 //! | `GET /v1/purges/{id}` | token (its own batches; admin: all) | 200 progress; 401, 404 |
+//! | `GET /v1/policy`, `PUT /v1/policy` | token; PUT: admin | 200 the policy; 400, 401, 403 |
+//! | `DELETE /v1/edges/{name}` | admin | 200; 401, 403, 404 |
 //! | `GET /v1/purges/{id}/events` | as above | Server-Sent Events: `progress` on every change until done |
 //! | `GET /v1/queues` | token | 200 per-queue depth and pending bytes |
 //! | `GET /v1/records?url=…` (or `prefix=`, `tag=`, `host=`; `after=`, `limit=`) | token (its hosts; tags: admin) | 200 entries with per-edge state, `next`; 400, 403 |
@@ -20,13 +22,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use edgepurge_control_store::{ApiToken, BatchId, ControlStore, NewBatch, TokenHash};
-use edgepurge_policy_runtime::LoadedPolicy;
+use edgepurge_edge::config::PolicySection;
+use edgepurge_edge::policy_slot::PolicySlot;
 use edgepurge_sdk::cycle::speed_estimate;
 use edgepurge_sdk::defaults::DEFAULT_SPEED_FLOOR;
 use http_body_util::BodyExt;
@@ -45,8 +48,10 @@ use crate::{rfc3339, select, Error};
 pub struct AppState<S> {
     /// The store (queues, records, tokens).
     pub store: S,
-    /// The policy whose `select-queue` picks queues.
-    pub policy: Arc<LoadedPolicy>,
+    /// The policy whose `select-queue` picks queues; replaced by `PUT /v1/policy`.
+    pub policy: PolicySlot,
+    /// The configured `[policy]` section (its `config` applies to uploaded policies too).
+    pub policy_section: PolicySection,
     /// Per-token rate limit of submissions.
     pub limiter: RateLimiter,
     /// Validation limits.
@@ -70,6 +75,14 @@ pub fn router<S: ControlStore + 'static>(state: Arc<AppState<S>>) -> Router {
         .route("/v1/queues", get(queues::<S>))
         .route("/v1/records", get(crate::views::records::<S>))
         .route("/v1/edges", get(crate::views::edges::<S>))
+        .route("/v1/edges/{name}", delete(crate::admin::decommission::<S>))
+        .route(
+            "/v1/policy",
+            get(crate::admin::policy::<S>)
+                .put(crate::admin::replace_policy::<S>)
+                // A policy component may be up to the runtime's 8 MiB, above axum's default limit.
+                .layer(DefaultBodyLimit::max(edgepurge_policy_runtime::Limits::default().max_component_bytes)),
+        )
         .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready::<S>))
@@ -177,7 +190,7 @@ async fn submit_inner<S: ControlStore>(
     let queues = select::queue_states(&state.monitor.observe(&state.store).await?, state.pacing_ms);
     let now = state.monitor.now();
     let folds = fold_targets(&state.store, state.fold, &tasks, now).await?;
-    let placed = select::place(&state.policy, tasks, &folds, queues, now).await;
+    let placed = select::place(&state.policy.current(), tasks, &folds, queues, now).await;
     let batch = NewBatch { token_name: token.name.clone(), accepted_at: now, idempotency_key };
     // The 202 goes out only after this returns: the batch is committed and fsynced.
     let appended = state.store.append(batch, placed).await?;

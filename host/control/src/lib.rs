@@ -34,6 +34,7 @@
 
 #![deny(missing_docs)]
 
+mod admin;
 pub mod api;
 pub mod auth;
 pub mod background;

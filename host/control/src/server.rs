@@ -16,6 +16,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use edgepurge_edge::policy_slot::PolicySlot;
+
 use crate::api::{router, AppState};
 use crate::auth::RateLimiter;
 use crate::background;
@@ -79,7 +81,8 @@ impl BoundControl {
         let clock = crate::health::system_clock();
         let state = AppState {
             store: store.clone(),
-            policy: Arc::new(policy),
+            policy: PolicySlot::new(policy),
+            policy_section: config.policy.clone(),
             limiter: RateLimiter::new(config.rate_limit.burst, config.rate_limit.per_second),
             limits: config.limits,
             pacing_ms: config.pacing_ms,

@@ -179,6 +179,8 @@ async fn the_openapi_document_lists_every_route() {
         "/v1/records",
         "/v1/queues",
         "/v1/edges",
+        "/v1/edges/{name}",
+        "/v1/policy",
         "/metrics",
         "/healthz",
         "/readyz",

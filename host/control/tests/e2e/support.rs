@@ -14,6 +14,7 @@ use edgepurge_control::health::{system_clock, Clock, HealthSettings, QueueMonito
 use edgepurge_control::history::CycleSettings;
 use edgepurge_control::server::BoundControl;
 use edgepurge_control_store::{QueueStore, SqliteStore};
+use edgepurge_edge::policy_slot::PolicySlot;
 use edgepurge_policy_runtime::LoadedPolicy;
 use http_body_util::{BodyExt, Full};
 use hyper::header::HeaderMap;
@@ -91,7 +92,8 @@ impl ControlTest {
         let store = SqliteStore::open(&db, self.queues)?;
         let state = AppState {
             store: store.clone(),
-            policy: Arc::new(LoadedPolicy::builtin(Default::default())),
+            policy: PolicySlot::new(LoadedPolicy::builtin(Default::default())),
+            policy_section: config.policy.clone(),
             limiter: RateLimiter::new(self.burst, self.per_second),
             limits: self.limits,
             pacing_ms: 0,

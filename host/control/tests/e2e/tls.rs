@@ -9,6 +9,7 @@ use edgepurge_control::auth::{create_token, RateLimiter};
 use edgepurge_control::config::{ControlConfig, LimitsSection};
 use edgepurge_control::server::{BoundControl, StartError};
 use edgepurge_control_store::SqliteStore;
+use edgepurge_edge::policy_slot::PolicySlot;
 use edgepurge_policy_runtime::LoadedPolicy;
 use edgepurge_tls::rustls::pki_types::ServerName;
 use http_body_util::{BodyExt, Full};
@@ -40,7 +41,8 @@ async fn the_api_serves_http2_over_tls() {
     let token = create_token(&store, "t", &["a.com".into()], false, 0).await.unwrap();
     let state = AppState {
         store,
-        policy: Arc::new(LoadedPolicy::builtin(Default::default())),
+        policy: PolicySlot::new(LoadedPolicy::builtin(Default::default())),
+        policy_section: config.policy.clone(),
         limiter: RateLimiter::new(10, 1.0),
         limits: LimitsSection::default(),
         pacing_ms: 0,

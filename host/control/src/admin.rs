@@ -1,0 +1,69 @@
+//! Admin endpoints: `GET /v1/policy` (what selects queues), `PUT /v1/policy` (install an
+//! uploaded policy component, admin only: it decides where every tenant's purges go) and
+//! `DELETE /v1/edges/{name}` (decommission an edge, admin only: it stops counting for progress
+//! and stops holding back trims).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use edgepurge_control_store::{ApiToken, ControlStore};
+use serde_json::json;
+
+use crate::api::{authenticate, AppState};
+use crate::{now_ms, rfc3339, Error};
+
+fn require_admin(token: &ApiToken, what: &str) -> Result<(), Error> {
+    if token.admin {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(format!("{what} needs an admin token (token `{}` is not one)", token.name)))
+    }
+}
+
+/// `GET /v1/policy`: the policy's name, version, source and fallback count.
+pub(crate) async fn policy<S: ControlStore>(
+    State(state): State<Arc<AppState<S>>>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    authenticate(&state.store, &headers).await?;
+    Ok(Json(state.policy.status()).into_response())
+}
+
+/// `PUT /v1/policy` with a component as the body: validated in full, then installed; batches
+/// being placed finish with the policy they started with. A refused component leaves the
+/// current policy in place (400 with the runtime's reason).
+pub(crate) async fn replace_policy<S: ControlStore>(
+    State(state): State<Arc<AppState<S>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Error> {
+    let token = authenticate(&state.store, &headers).await?;
+    require_admin(&token, "changing the policy")?;
+    let status = state
+        .policy
+        .upload(&body, &state.policy_section)
+        .await
+        .map_err(|e| Error::Invalid(format!("{e}; the current policy keeps selecting queues")))?;
+    tracing::info!(policy = %status.name, version = %status.version, by = %token.name, "policy replaced");
+    Ok(Json(status).into_response())
+}
+
+/// `DELETE /v1/edges/{name}`: decommissions an edge.
+pub(crate) async fn decommission<S: ControlStore>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let token = authenticate(&state.store, &headers).await?;
+    require_admin(&token, "decommissioning an edge")?;
+    let at = now_ms();
+    match state.store.decommission_edge(&name, at).await {
+        Ok(()) => Ok(Json(json!({"edge": name, "decommissioned_at": rfc3339(at)})).into_response()),
+        Err(edgepurge_control_store::Error::UnknownEdge(_)) => Err(Error::NotFound(format!("no edge `{name}`"))),
+        Err(e) => Err(e.into()),
+    }
+}
