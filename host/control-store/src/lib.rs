@@ -68,6 +68,14 @@ pub enum Error {
     /// An edge name that was never registered.
     #[error("edge {0:?} is not registered; register it before reporting its progress")]
     UnknownEdge(String),
+    /// A failure report for a task that is not in the queue log.
+    #[error("no task at offset {offset} of queue {queue}; report failures for tasks the edge was sent")]
+    UnknownTask {
+        /// The queue.
+        queue: u32,
+        /// The offset.
+        offset: u64,
+    },
     /// A token name already taken.
     #[error("a token named {0:?} already exists; choose another name")]
     DuplicateToken(String),

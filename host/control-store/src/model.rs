@@ -208,6 +208,9 @@ pub struct EdgeProgress {
     pub applied: u64,
     /// Tasks of the batch (the same for every edge).
     pub total: u64,
+    /// Tasks of the batch the edge reported it could not apply (counted in `applied`: the edge
+    /// moved past them).
+    pub failed: u64,
 }
 
 /// A batch's progress, computed from watermarks (DESIGN decision 6).

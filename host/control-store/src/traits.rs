@@ -72,6 +72,18 @@ pub trait RecordStore: Send + Sync {
         at: Millis,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// Records that `edge` could not apply the task at `offset` of `queue` (it still moves its
+    /// watermark past it); the batch then ends `partially failed` instead of `done`. Reporting the
+    /// same task again keeps the first report.
+    fn report_failure(
+        &self,
+        edge: &str,
+        queue: u32,
+        offset: u64,
+        reason: &str,
+        at: Millis,
+    ) -> impl Future<Output = Result<()>> + Send;
+
     /// Every stored watermark, by edge then queue.
     fn watermarks(&self) -> impl Future<Output = Result<Vec<Watermark>>> + Send;
 

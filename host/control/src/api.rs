@@ -283,7 +283,10 @@ pub(crate) async fn progress_view<S: ControlStore>(
         return Err(not_found());
     }
     let applied: u64 = progress.edges.iter().map(|e| e.applied).sum();
-    let state_name = if progress.done {
+    let failed: u64 = progress.edges.iter().map(|e| e.failed).sum();
+    let state_name = if progress.done && failed > 0 {
+        "partially-failed"
+    } else if progress.done {
         "done"
     } else if applied == 0 {
         "queued"
@@ -295,7 +298,7 @@ pub(crate) async fn progress_view<S: ControlStore>(
         .iter()
         .map(|e| {
             let percent = if e.total == 0 { 100.0 } else { e.applied as f64 * 100.0 / e.total as f64 };
-            json!({"edge": e.edge, "applied": e.applied, "total": e.total, "lag": e.total - e.applied, "percent": percent})
+            json!({"edge": e.edge, "applied": e.applied, "total": e.total, "lag": e.total - e.applied, "failed": e.failed, "percent": percent})
         })
         .collect();
     let b = &progress.batch;
@@ -309,6 +312,7 @@ pub(crate) async fn progress_view<S: ControlStore>(
         "state": state_name,
         "tasks": b.task_count,
         "percent": progress.percent(),
+        "failed": failed,
         "queued_at": rfc3339(b.accepted_at),
         "queued_at_ms": b.accepted_at,
         "token": b.token_name,

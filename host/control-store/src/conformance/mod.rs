@@ -49,6 +49,7 @@ macro_rules! conformance_tests {
             acknowledged_batches_survive_reopen,
             idempotency_key_returns_first_batch,
             progress_follows_watermarks,
+            failures_are_counted_per_edge_and_batch,
             edges_after_acceptance_or_decommissioned_do_not_count,
             records_by_url_prefix_tag_host_with_paging,
             folding_finds_undelivered_tasks_only,

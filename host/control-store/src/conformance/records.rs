@@ -51,6 +51,26 @@ pub async fn progress_follows_watermarks<H: Harness>(h: &H) {
     assert!(matches!(store.set_watermark("a", 2, 1, 1).await, Err(Error::NoSuchQueue { queue: 2, .. })));
 }
 
+/// Failure reports: counted per edge for the batch that owns the task, once per task, for
+/// known edges and tasks only.
+pub async fn failures_are_counted_per_edge_and_batch<H: Harness>(h: &H) {
+    let store = h.create(1).await;
+    store.register_edge("a", 100).await.unwrap();
+    store.register_edge("b", 100).await.unwrap();
+    let first = store.append(batch("t", 200), urls(0, "one", 3)).await.unwrap().batch.id; // offsets 1..=3
+    let second = store.append(batch("t", 200), urls(0, "two", 2)).await.unwrap().batch.id; // 4..=5
+    store.report_failure("a", 0, 2, "origin refused", 300).await.unwrap();
+    store.report_failure("a", 0, 2, "again", 301).await.unwrap(); // the same task: counted once
+    store.report_failure("b", 0, 4, "disk full", 300).await.unwrap();
+    let failed = |p: &Progress| p.edges.iter().map(|e| (e.edge.clone(), e.failed)).collect::<Vec<_>>();
+    let p = store.progress(first).await.unwrap().unwrap();
+    assert_eq!(failed(&p), vec![("a".to_owned(), 1), ("b".to_owned(), 0)]);
+    let p = store.progress(second).await.unwrap().unwrap();
+    assert_eq!(failed(&p), vec![("a".to_owned(), 0), ("b".to_owned(), 1)]);
+    assert!(matches!(store.report_failure("nobody", 0, 1, "x", 1).await, Err(Error::UnknownEdge(_))));
+    assert!(matches!(store.report_failure("a", 0, 99, "x", 1).await, Err(Error::UnknownTask { queue: 0, offset: 99 })));
+}
+
 /// An edge registered after a batch was accepted does not count for it; a decommissioned edge
 /// counts for nothing and no longer holds back the lowest watermark.
 pub async fn edges_after_acceptance_or_decommissioned_do_not_count<H: Harness>(h: &H) {

@@ -221,6 +221,11 @@ impl RecordStore for SqliteStore {
         self.run(move |c, q| records::set_watermark(c, q, &edge, queue, applied, at)).await
     }
 
+    async fn report_failure(&self, edge: &str, queue: u32, offset: u64, reason: &str, at: Millis) -> Result<()> {
+        let (edge, reason) = (edge.to_owned(), reason.to_owned());
+        self.run(move |c, _| records::report_failure(c, &edge, queue, offset, &reason, at)).await
+    }
+
     async fn watermarks(&self) -> Result<Vec<Watermark>> {
         self.read_run(|c, _| records::watermarks(c)).await
     }

@@ -116,15 +116,38 @@ pub fn lowest_watermarks(conn: &Connection, queues: u32) -> Result<Option<Vec<u6
 /// A batch's progress.
 pub fn progress(conn: &Connection, queues: u32, id: BatchId) -> Result<Option<Progress>> {
     let Some(batch) = batch_by_id(conn, id)? else { return Ok(None) };
+    let mut failed = conn.prepare_cached(
+        "SELECT COUNT(*) FROM task_failures f JOIN tasks t ON t.id = f.task WHERE f.edge = ?1 AND t.batch = ?2",
+    )?;
     let edges: Vec<EdgeProgress> = edge_marks(conn, queues, Some(batch.accepted_at))?
         .into_iter()
         .map(|(edge, marks)| {
             let applied = batch.spans.iter().map(|s| s.applied(marks[s.queue as usize])).sum();
-            EdgeProgress { edge, applied, total: batch.task_count }
+            let failed: i64 = failed.query_row(params![edge, id as i64], |r| r.get(0))?;
+            Ok(EdgeProgress { edge, applied, total: batch.task_count, failed: failed as u64 })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let done = edges.iter().all(|e| e.applied >= e.total);
     Ok(Some(Progress { batch, edges, done }))
+}
+
+/// Records a task an edge could not apply (see `RecordStore::report_failure`).
+pub fn report_failure(conn: &Connection, edge: &str, queue: u32, offset: u64, reason: &str, at: Millis) -> Result<()> {
+    let known: bool = conn.prepare_cached("SELECT 1 FROM edges WHERE name = ?1")?.exists([edge])?;
+    if !known {
+        return Err(Error::UnknownEdge(edge.to_owned()));
+    }
+    let task: Option<i64> = conn
+        .prepare_cached("SELECT id FROM tasks WHERE queue = ?1 AND qoffset = ?2 AND folded = 0")?
+        .query_row(params![queue, offset as i64], |r| r.get(0))
+        .optional()?;
+    let task = task.ok_or(Error::UnknownTask { queue, offset })?;
+    let reason: String = reason.chars().take(500).collect();
+    conn.execute(
+        "INSERT OR IGNORE INTO task_failures (edge, task, reason, at) VALUES (?1, ?2, ?3, ?4)",
+        params![edge, task, reason, at as i64],
+    )?;
+    Ok(())
 }
 
 /// The smallest string greater than every string that starts with `prefix` (for index ranges).
@@ -279,6 +302,11 @@ pub fn expire(conn: &mut Connection, before: Millis) -> Result<u64> {
         }
         tx.execute(
             "DELETE FROM tasks WHERE id BETWEEN (SELECT first_task FROM batches WHERE id = ?1)
+             AND (SELECT last_task FROM batches WHERE id = ?1)",
+            [id as i64],
+        )?;
+        tx.execute(
+            "DELETE FROM task_failures WHERE task BETWEEN (SELECT first_task FROM batches WHERE id = ?1)
              AND (SELECT last_task FROM batches WHERE id = ?1)",
             [id as i64],
         )?;

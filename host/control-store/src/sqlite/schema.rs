@@ -68,6 +68,14 @@ CREATE TABLE watermarks (
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (edge, queue)
 ) WITHOUT ROWID;
+CREATE TABLE task_failures (
+    edge   TEXT NOT NULL,
+    task   INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    at     INTEGER NOT NULL,
+    PRIMARY KEY (edge, task)
+) WITHOUT ROWID;
+CREATE INDEX task_failures_task ON task_failures (task);
 CREATE TABLE tokens (
     name       TEXT PRIMARY KEY,
     hash       BLOB NOT NULL UNIQUE,  -- SHA-256 of the token; the token itself is never stored

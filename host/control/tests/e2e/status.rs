@@ -189,3 +189,20 @@ async fn the_openapi_document_lists_every_route() {
     }
     c.stop().await;
 }
+
+#[tokio::test]
+async fn a_batch_with_failed_tasks_ends_partially_failed() {
+    let c = ControlTest::new().start().await.unwrap();
+    c.store.register_edge("edge-1", 0).await.unwrap();
+    let t = c.token("t", &["a.com"], false).await;
+    let r = c.purge(&t, json!({"urls": ["http://a.com/1"]})).await;
+    let path = format!("/v1/purges/{}", r.json["id"]);
+    let queue = c.send("GET", &path, Some(&t), &[], "").await.json["queues"][0].clone();
+    let (q, last) = (queue["queue"].as_u64().unwrap() as u32, queue["last"].as_u64().unwrap());
+    c.store.report_failure("edge-1", q, last, "origin refused the warm fetch", 1).await.unwrap();
+    c.store.set_watermark("edge-1", q, last, 2).await.unwrap();
+    let s = c.send("GET", &path, Some(&t), &[], "").await;
+    assert_eq!(s.json["state"], "partially-failed", "{s:?}");
+    assert_eq!((s.json["failed"].as_u64(), s.json["edges"][0]["failed"].as_u64()), (Some(1), Some(1)));
+    c.stop().await;
+}
