@@ -2,6 +2,7 @@
 //! harness (`edgepurge policy check`, `edgepurge policy test`). The control role and the local
 //! cluster join as subcommands of this same binary.
 
+mod certs_cmd;
 mod control_cmd;
 mod edge_cmd;
 mod policy_cmd;
@@ -24,6 +25,9 @@ enum Command {
     Edge(edge_cmd::EdgeArgs),
     /// Run the control role: the authenticated purge API over the durable queues.
     Control(control_cmd::ControlArgs),
+    /// Make the certificates of the mutual-TLS queue transport (development CA, edges, CRL).
+    #[command(subcommand)]
+    Certs(certs_cmd::CertsCommand),
     /// Manage API tokens of the control role.
     #[command(subcommand)]
     Token(token_cmd::TokenCommand),
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
             Command::Edge(args) => edge_cmd::run(args).await,
             Command::Control(args) => control_cmd::run(args).await,
             Command::Token(cmd) => token_cmd::run(cmd).await,
+            Command::Certs(cmd) => certs_cmd::run(cmd).await,
         }
     });
     match result {

@@ -18,6 +18,20 @@
 //! let client = edgepurge_tls::client_config(&[Path::new("private-ca.pem")])?;
 //! # let _ = (server, client); Ok(()) }
 //! ```
+//!
+//! ## Certificates
+//!
+//! [`certs`] makes what the mutual-TLS queue transport needs: `edgepurge certs init DIR` writes a
+//! **development CA** (`ca.pem`, `ca.key`), the control server's certificate, one client
+//! certificate per edge (its name in the CN and a DNS SAN, which is how the control role knows
+//! which edge connected) and an empty CRL; `certs issue` adds an edge, `certs revoke` lists one
+//! in the CRL. The dev CA's key sits next to the certificates, which is fine on a laptop only.
+//!
+//! **In production, bring your own CA**: give each role the CA certificate, its own certificate
+//! and key, and the CA's CRL, issued by your PKI (the edge certificates need the client-auth EKU
+//! and the edge's name as a DNS SAN). `certs issue`/`revoke` work with any CA whose `ca.pem` and
+//! `ca.key` (PKCS#8, ECDSA, Ed25519 or RSA) you put in the directory, but an offline or managed CA
+//! is the better home for that key.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +40,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+pub mod certs;
 
 /// The rustls version this crate configures, re-exported so every user names the same types.
 pub use rustls;
