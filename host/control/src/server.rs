@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use edgepurge_control_store::SqliteStore;
+use edgepurge_tls::Negotiated;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -153,15 +154,15 @@ impl BoundControl {
             tokio::spawn(async move {
                 let result = match tls {
                     Some(acceptor) => {
-                        let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                            Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-                        };
-                        let builder = match stream.get_ref().1.alpn_protocol() {
-                            Some(edgepurge_tls::ALPN_H2) => builder.http2_only(),
-                            Some(_) => builder.http1_only(),
-                            None => builder,
+                        let (stream, negotiated) =
+                            match edgepurge_tls::accept(&acceptor, stream, HANDSHAKE_TIMEOUT).await {
+                                Ok(accepted) => accepted,
+                                Err(e) => return tracing::debug!(%peer, error = %e, "TLS connection dropped"),
+                            };
+                        let builder = match negotiated {
+                            Negotiated::Http2 => builder.http2_only(),
+                            Negotiated::Http1 => builder.http1_only(),
+                            Negotiated::Unknown => builder,
                         };
                         watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await
                     }

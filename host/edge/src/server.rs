@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgepurge_policy_runtime::LoadedPolicy;
+use edgepurge_tls::Negotiated;
 use http::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -179,16 +180,15 @@ impl BoundEdge {
                 // client never holds up accepting; the watcher makes shutdown wait for it too.
                 let (builder, watcher) = (builder.clone(), graceful.watcher());
                 tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                    let (stream, negotiated) = match edgepurge_tls::accept(&acceptor, stream, HANDSHAKE_TIMEOUT).await {
+                        Ok(accepted) => accepted,
+                        Err(e) => return tracing::debug!(%peer, error = %e, "TLS connection dropped"),
                     };
                     // Serve the protocol ALPN chose; without ALPN, detect it from the preface.
-                    let builder = match stream.get_ref().1.alpn_protocol() {
-                        Some(edgepurge_tls::ALPN_H2) => builder.http2_only(),
-                        Some(_) => builder.http1_only(),
-                        None => builder,
+                    let builder = match negotiated {
+                        Negotiated::Http2 => builder.http2_only(),
+                        Negotiated::Http1 => builder.http1_only(),
+                        Negotiated::Unknown => builder,
                     };
                     let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                     if let Err(e) = watcher.watch(conn).await {

@@ -51,6 +51,52 @@ pub const ALPN_H2: &[u8] = b"h2";
 /// ALPN protocol id of HTTP/1.1.
 pub const ALPN_HTTP1: &[u8] = b"http/1.1";
 
+/// The HTTP version a server connection negotiated by ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Negotiated {
+    /// `h2`.
+    Http2,
+    /// `http/1.1` (or another protocol id: served as HTTP/1.1).
+    Http1,
+    /// No ALPN: the server detects the version from the client's first bytes.
+    Unknown,
+}
+
+/// Why a server handshake did not complete (the connection is dropped; the server goes on).
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// The client sent something that is not a valid TLS handshake, or closed the connection.
+    #[error("TLS handshake failed: {0}")]
+    Failed(std::io::Error),
+    /// The client did not finish its handshake in time.
+    #[error("TLS handshake did not finish within {0:?}")]
+    TimedOut(std::time::Duration),
+}
+
+/// Completes a server handshake on `stream` within `timeout` and says which HTTP version ALPN
+/// chose. Both roles run it in the connection's own task, so a slow or silent client never
+/// holds up accepting others.
+pub async fn accept<IO>(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: IO,
+    timeout: std::time::Duration,
+) -> Result<(tokio_rustls::server::TlsStream<IO>, Negotiated), HandshakeError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(HandshakeError::Failed(e)),
+        Err(_) => return Err(HandshakeError::TimedOut(timeout)),
+    };
+    let negotiated = match stream.get_ref().1.alpn_protocol() {
+        Some(ALPN_H2) => Negotiated::Http2,
+        Some(_) => Negotiated::Http1,
+        None => Negotiated::Unknown,
+    };
+    Ok((stream, negotiated))
+}
+
 /// The ALPN list offered and accepted: HTTP/2 preferred, HTTP/1.1 as fallback.
 fn alpn() -> Vec<Vec<u8>> {
     vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()]
