@@ -2,20 +2,14 @@
 //! API with it, answers a purge with 202 and exits cleanly on SIGTERM; a second token with the
 //! same name is refused.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgepurge");
+mod support;
 
-/// One HTTP/1.1 request on a fresh connection; the whole response as text.
-fn http(addr: &str, request: &str) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    response
-}
+use support::http;
+
+const BIN: &str = env!("CARGO_BIN_EXE_edgepurge");
 
 #[test]
 #[cfg(unix)]

@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 
 use edgepurge_control_store::{RecordQuery, RecordStore, SqliteStore};
 
+mod support;
+use support::http;
+
 const BIN: &str = env!("CARGO_BIN_EXE_edgepurge");
 const LARGE: usize = 200_000;
 const SMALL: [usize; 3] = [1, 50, 3_000];
@@ -82,13 +85,7 @@ fn submit(addr: &str, token: &str, host: &str, urls: usize, sent: Option<(&Atomi
 
 /// One HTTP/1.1 GET; the whole response as text.
 fn get(addr: &str, token: &str, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    response
+    http(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"))
 }
 
 #[test]

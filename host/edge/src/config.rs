@@ -246,17 +246,6 @@ impl EdgeConfig {
         self.admin_networks.iter().any(|net| net.contains(&ip))
     }
 
-    /// The distinct `ca-file`s of the origins, each once, in order of appearance.
-    pub fn origin_ca_files(&self) -> Vec<&Path> {
-        let mut files: Vec<&Path> = Vec::new();
-        for file in self.origins.iter().filter_map(|o| o.ca_file.as_deref()) {
-            if !files.contains(&file) {
-                files.push(file);
-            }
-        }
-        files
-    }
-
     /// The origin for a request host: an exact match, else `*`.
     pub fn origin_for(&self, host: &str) -> Option<&OriginConfig> {
         self.origins
@@ -332,7 +321,7 @@ mod tests {
         let origin =
             |ca: &str| format!("{base}[[origin]]\nhost = \"a.com\"\nurl = \"https://x\"\nca-file = \"{ca}\"\n");
         let config = EdgeConfig::parse(&origin(&pem.to_string()), "e.toml").unwrap();
-        assert_eq!(config.origin_ca_files().len(), 1);
+        assert_eq!(config.origins[0].ca_file.as_deref(), Some(std::path::Path::new(&pem.to_string())));
         let err = EdgeConfig::parse(&origin(&missing.to_string()), "e.toml").unwrap_err().to_string();
         assert!(err.contains("`a.com`: ca-file") && err.contains("missing.pem"), "{err}");
     }

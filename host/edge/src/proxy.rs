@@ -61,6 +61,11 @@ fn host_name(authority: &str) -> String {
     host.to_ascii_lowercase()
 }
 
+/// The answer for a host without an origin: what is wrong and how to fix it.
+pub(crate) fn no_origin(host: &str) -> String {
+    format!("no origin configured for host {host}: add an [[origin]] with host = \"{host}\" (or \"*\") to edge.toml")
+}
+
 /// Answers one client request, with a request id, a log line and metrics.
 /// `peer` is the client's address (the `PURGE` method is allowed only from `admin-networks`).
 pub(crate) async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
@@ -68,14 +73,17 @@ pub(crate) async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>, peer
     req.headers_mut().insert(request_id::REQUEST_ID_HEADER, id.clone());
     let span = tracing::debug_span!("request", id = %String::from_utf8_lossy(id.as_bytes()));
     let started = Instant::now();
-    let (method, uri) = (req.method().clone(), req.uri().clone());
+    // The access line is debug-level: copy what it needs only when it will be written.
+    let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| (req.method().clone(), req.uri().clone()));
     let mut resp = answer(Arc::clone(&shared), req, peer).instrument(span.clone()).await;
     let outcome = metrics::outcome_of(resp.headers().get(CACHE_STATUS).map(HeaderValue::as_bytes));
     shared.metrics.request(outcome, resp.status());
-    span.in_scope(|| {
-        tracing::debug!(%method, %uri, %peer, status = resp.status().as_u16(), cache = outcome,
-            micros = started.elapsed().as_micros() as u64, "answered");
-    });
+    if let Some((method, uri)) = logged {
+        span.in_scope(|| {
+            tracing::debug!(%method, %uri, %peer, status = resp.status().as_u16(), cache = outcome,
+                micros = started.elapsed().as_micros() as u64, "answered");
+        });
+    }
     resp.headers_mut().insert(request_id::REQUEST_ID_HEADER, id);
     resp
 }
@@ -98,7 +106,7 @@ async fn answer(shared: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) -
     }
     let host = host_name(&authority);
     let Some(origin) = shared.config.origin_for(&host) else {
-        return text(StatusCode::NOT_FOUND, format!("no origin configured for host {host}"));
+        return text(StatusCode::NOT_FOUND, no_origin(&host));
     };
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let url = match crate::purge::cache_url(&format!("http://{authority}{path}")) {

@@ -27,11 +27,7 @@ pub(crate) async fn warm(shared: &Arc<Shared>, url: &str) -> Result<WarmReport, 
     let url = crate::purge::cache_url(url).map_err(|e| format!("cannot warm {url}: {e}"))?;
     let rest = url.as_str().strip_prefix("http://").ok_or_else(|| format!("cannot warm {url}: not http"))?;
     let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
-    let origin = shared
-        .config
-        .origin_for(url.host())
-        .cloned()
-        .ok_or_else(|| format!("no origin configured for host {}", url.host()))?;
+    let origin = shared.config.origin_for(url.host()).cloned().ok_or_else(|| crate::proxy::no_origin(url.host()))?;
     let (parts, ()) = Request::get(path)
         .header(header::HOST, authority)
         .body(())

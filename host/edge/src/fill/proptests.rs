@@ -8,6 +8,7 @@ use http::{HeaderMap, StatusCode};
 use proptest::prelude::*;
 use tokio::task::JoinHandle;
 
+use super::tests::read_all;
 use super::*;
 
 #[derive(Debug, Clone)]
@@ -60,15 +61,6 @@ struct Joined {
 }
 
 const MAX_BUFFERED: usize = 16;
-
-async fn read_all(mut f: FillFollower) -> Result<(FillHead, Vec<u8>), FillError> {
-    let head = f.head().await?;
-    let mut body = Vec::new();
-    while let Some(chunk) = f.next_chunk().await {
-        body.extend_from_slice(&chunk?);
-    }
-    Ok((head, body))
-}
 
 async fn run(ops: Vec<Op>, max_lag_bytes: usize) -> Result<(), TestCaseError> {
     let config = FillConfig {

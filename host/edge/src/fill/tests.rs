@@ -42,7 +42,7 @@ fn follower(join: Join<&'static str>) -> FillFollower {
 }
 
 /// Reads head and whole body.
-async fn read_all(mut f: FillFollower) -> Result<(FillHead, Vec<u8>), FillError> {
+pub(super) async fn read_all(mut f: FillFollower) -> Result<(FillHead, Vec<u8>), FillError> {
     let head = f.head().await?;
     let mut body = Vec::new();
     while let Some(chunk) = f.next_chunk().await {

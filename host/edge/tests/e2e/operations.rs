@@ -5,28 +5,9 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::{Method, StatusCode};
 
-use crate::support::{EdgeTest, Origin, Reply, Running};
-
-/// Sends an admin request; returns the status and the body text.
-async fn admin(edge: &Running, method: Method, path: &str, body: Vec<u8>) -> (StatusCode, String) {
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let req = Request::builder().method(method).uri(format!("http://{}{path}", edge.admin));
-    let resp = client.request(req.body(Full::new(Bytes::from(body))).unwrap()).await.unwrap();
-    let status = resp.status();
-    (status, String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes()).into_owned())
-}
-
-fn wasm(dir: &str, name: &str) -> Vec<u8> {
-    let path = format!("{}/../../target/{dir}/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}; run `make policies` first"))
-}
+use crate::support::{wasm_bytes, EdgeTest, Origin, Reply};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purge_method_from_admin_networks_only() {
@@ -89,7 +70,7 @@ async fn policy_swaps_through_the_admin_listener_fail_no_request() {
     let origin = Origin::start().await;
     let default_wasm = format!("{}/../../target/policies/default.wasm", env!("CARGO_MANIFEST_DIR"));
     let edge = EdgeTest::new().origin("a.test", &origin).policy_file(&default_wasm).start().await;
-    let (status, text) = admin(&edge, Method::GET, "/policy", Vec::new()).await;
+    let (status, text) = edge.admin(Method::GET, "/policy", Vec::new()).await;
     assert_eq!(status, StatusCode::OK);
     assert!(text.contains("\"name\":\"builtin\""), "{text}");
 
@@ -111,20 +92,20 @@ async fn policy_swaps_through_the_admin_listener_fail_no_request() {
         })
         .collect();
     for round in 0..3 {
-        let (status, text) = admin(&edge, Method::PUT, "/policy", wasm("policies", "static-assets")).await;
+        let (status, text) = edge.admin(Method::PUT, "/policy", wasm_bytes("policies", "static-assets")).await;
         assert_eq!(status, StatusCode::OK, "round {round}: {text}");
         assert!(text.contains("\"name\":\"static-assets\"") && text.contains("\"source\":\"upload\""), "{text}");
-        let (status, text) = admin(&edge, Method::POST, "/policy/reload", Vec::new()).await;
+        let (status, text) = edge.admin(Method::POST, "/policy/reload", Vec::new()).await;
         assert_eq!(status, StatusCode::OK, "round {round}: {text}");
         assert!(text.contains("\"name\":\"default\"") && text.contains("default.wasm"), "{text}");
     }
     // A rejected upload says why and leaves the current policy serving.
-    let (status, text) = admin(&edge, Method::PUT, "/policy", b"not wasm".to_vec()).await;
+    let (status, text) = edge.admin(Method::PUT, "/policy", b"not wasm".to_vec()).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(text.contains("not a valid WebAssembly component") && text.contains("keeps serving"), "{text}");
-    let (status, text) = admin(&edge, Method::PUT, "/policy", wasm("fixtures", "forbidden-sockets")).await;
+    let (status, text) = edge.admin(Method::PUT, "/policy", wasm_bytes("fixtures", "forbidden-sockets")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
-    let (_, text) = admin(&edge, Method::GET, "/policy", Vec::new()).await;
+    let (_, text) = edge.admin(Method::GET, "/policy", Vec::new()).await;
     assert!(text.contains("\"name\":\"default\""), "{text}");
 
     stop.store(true, Ordering::Relaxed);

@@ -45,17 +45,21 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The bytes of `target/<dir>/<name>.wasm`, or a failure saying how to build it.
+pub fn wasm_bytes(dir: &str, name: &str) -> Vec<u8> {
+    let path = repo_root().join("target").join(dir).join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}; run `make policies` first", path.display()))
+}
+
 /// Loads `target/<dir>/<name>.wasm` with `config` and `deadline`, or fails saying how to build it.
 pub async fn load_wasm(dir: &str, name: &str, config: &BTreeMap<String, String>, deadline: Duration) -> LoadedPolicy {
-    let path = repo_root().join("target").join(dir).join(format!("{name}.wasm"));
-    let bytes = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}; run `make policies` first", path.display()));
+    let bytes = wasm_bytes(dir, name);
     let mut options = PolicyOptions { config: config.clone(), ..PolicyOptions::default() };
     options.limits.deadline = deadline;
     PolicyRuntime::shared()
         .load(&bytes, options)
         .await
-        .unwrap_or_else(|e| panic!("policy {} rejected: {e}", path.display()))
+        .unwrap_or_else(|e| panic!("policy target/{dir}/{name}.wasm rejected: {e}"))
 }
 
 /// Which policy the edge starts with.
@@ -275,6 +279,13 @@ impl EdgeClient {
     /// A request to build (headers, host, body) and [`send`](Req::send).
     pub fn req(&self, method: Method, path: &str) -> Req {
         Req { client: self.clone(), method, path: path.into(), host: self.host.clone(), headers: Vec::new(), body: "" }
+    }
+
+    /// Any admin request: the status and the answer's text.
+    pub async fn admin(&self, method: Method, path: &str, body: Vec<u8>) -> (StatusCode, String) {
+        let req = Request::builder().method(method).uri(format!("http://{}{path}", self.admin));
+        let resp = self.send(req.body(Full::new(Bytes::from(body))).unwrap()).await;
+        (resp.status, resp.text())
     }
 
     /// `POST /purge` with `json`: the status and the answer's text.
