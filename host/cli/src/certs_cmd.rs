@@ -15,7 +15,7 @@ pub enum CertsCommand {
     /// Create a development CA, a control server certificate, N edge certificates and an empty CRL.
     Init(InitArgs),
     /// Add one edge certificate signed by the directory's CA.
-    Issue(EdgeArgs),
+    Issue(IssueArgs),
     /// Revoke an edge's certificate: add its serial to the directory's CRL.
     Revoke(EdgeArgs),
 }
@@ -47,6 +47,17 @@ pub struct EdgeArgs {
     edge: String,
 }
 
+/// Arguments of `edgepurge certs issue`.
+#[derive(Args)]
+pub struct IssueArgs {
+    #[command(flatten)]
+    edge: EdgeArgs,
+    /// How long the certificate is valid, in days (short-lived certificates are renewed by
+    /// issuing again; both roles pick up new files without a restart).
+    #[arg(long, default_value_t = certs::DEFAULT_LEAF_DAYS, value_parser = clap::value_parser!(i64).range(1..=3650))]
+    days: i64,
+}
+
 /// Runs a `certs` subcommand.
 pub async fn run(cmd: CertsCommand) -> Result<ExitCode> {
     match cmd {
@@ -65,7 +76,8 @@ pub async fn run(cmd: CertsCommand) -> Result<ExitCode> {
             );
         }
         CertsCommand::Issue(args) => {
-            let files = certs::issue_edge(&args.dir, &args.edge)?;
+            let validity = certs::Validity::days(args.days);
+            let files = certs::issue_edge_valid(&args.edge.dir, &args.edge.edge, validity)?;
             println!("wrote {}", files.key.display());
             println!("wrote {}", files.cert.display());
         }

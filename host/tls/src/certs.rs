@@ -31,8 +31,9 @@ pub const DEFAULT_EDGES: usize = 2;
 pub const CONTROL_SANS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 /// Validity of the development CA.
 const CA_DAYS: i64 = 3650;
-/// Validity of the control and edge certificates (the longest browsers accept; peers don't care).
-const LEAF_DAYS: i64 = 825;
+/// How long `init` and `issue_edge` make the control and edge certificates valid, in days (the
+/// longest browsers accept; peers don't care).
+pub const DEFAULT_LEAF_DAYS: i64 = 825;
 /// Validity starts this far in the past, so a peer whose clock is a little behind accepts it.
 const BACKDATE: Duration = Duration::hours(1);
 
@@ -230,14 +231,15 @@ pub fn init(dir: &Path, edges: usize, extra_sans: &[String], force: bool) -> Res
     write_file(&layout.ca_key, ca.key().serialize_pem().as_bytes(), true, &mut written)?;
     write_file(&layout.ca_cert, ca.pem().as_bytes(), false, &mut written)?;
 
-    let (cert, key) = leaf(&ca, "edgepurge control", sans, ExtendedKeyUsagePurpose::ServerAuth)?;
+    let (cert, key) =
+        leaf(&ca, "edgepurge control", sans, ExtendedKeyUsagePurpose::ServerAuth, Validity::days(DEFAULT_LEAF_DAYS))?;
     write_file(&layout.control_key, key.as_bytes(), true, &mut written)?;
     write_file(&layout.control_cert, cert.as_bytes(), false, &mut written)?;
 
     let mut issued = Vec::new();
     for i in 1..=edges {
         let files = layout.edge(&format!("edge-{i}"));
-        write_edge(&ca, &files, &mut written)?;
+        write_edge(&ca, &files, Validity::days(DEFAULT_LEAF_DAYS), &mut written)?;
         issued.push(files);
     }
     let crl = crl::crl_params(Vec::new(), SerialNumber::from(1u64), crl::ca_key_id(ca.der()));
@@ -246,8 +248,34 @@ pub fn init(dir: &Path, edges: usize, extra_sans: &[String], force: bool) -> Res
 }
 
 /// Issues a certificate for edge `name`, signed by the CA in `dir` (which may be your own CA:
-/// only `ca.pem` and `ca.key` are read). Refuses an invalid name or one that already has files.
+/// only `ca.pem` and `ca.key` are read), valid for 825 days. Refuses an invalid name or one that
+/// already has files.
 pub fn issue_edge(dir: &Path, name: &str) -> Result<EdgeFiles, CertError> {
+    issue_edge_valid(dir, name, Validity::days(DEFAULT_LEAF_DAYS))
+}
+
+/// When a certificate is valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// Not valid before this instant.
+    pub not_before: OffsetDateTime,
+    /// Not valid after this instant.
+    pub not_after: OffsetDateTime,
+}
+
+impl Validity {
+    /// From a little before now (clock skew between machines) to `days` ahead. A negative
+    /// `days` gives a certificate that expired that many days ago (valid for the day before).
+    pub fn days(days: i64) -> Self {
+        let now = OffsetDateTime::now_utc();
+        let not_after = now + Duration::days(days);
+        Validity { not_before: (now - BACKDATE).min(not_after - Duration::days(1)), not_after }
+    }
+}
+
+/// [`issue_edge`] with an explicit validity (short-lived certificates; an already expired one
+/// for tests of refusal).
+pub fn issue_edge_valid(dir: &Path, name: &str, validity: Validity) -> Result<EdgeFiles, CertError> {
     validate_edge_name(name)?;
     let layout = Layout::new(dir);
     let files = layout.edge(name);
@@ -258,7 +286,7 @@ pub fn issue_edge(dir: &Path, name: &str) -> Result<EdgeFiles, CertError> {
     }
     let (issuer, _) = load_ca(&layout)?;
     create_dir(&layout.edges_dir)?;
-    write_edge(&issuer, &files, &mut Vec::new())?;
+    write_edge(&issuer, &files, validity, &mut Vec::new())?;
     Ok(files)
 }
 
@@ -312,11 +340,10 @@ fn san_type(san: &str) -> Result<SanType, CertError> {
     Ok(SanType::DnsName(san.try_into().map_err(|_| bad())?))
 }
 
-/// Validity from a little before now to `days` ahead.
-fn validity(params: &mut CertificateParams, days: i64) {
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now - BACKDATE;
-    params.not_after = now + Duration::days(days);
+/// Sets the params' validity.
+fn validity(params: &mut CertificateParams, validity: Validity) {
+    params.not_before = validity.not_before;
+    params.not_after = validity.not_after;
 }
 
 fn new_ca() -> Result<CertifiedIssuer<'static, KeyPair>, CertError> {
@@ -327,7 +354,7 @@ fn new_ca() -> Result<CertifiedIssuer<'static, KeyPair>, CertError> {
     // Path length 0: this CA signs leaves only, never an intermediate.
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    validity(&mut params, CA_DAYS);
+    validity(&mut params, Validity::days(CA_DAYS));
     let key = KeyPair::generate().map_err(generate("CA key"))?;
     CertifiedIssuer::self_signed(params, key).map_err(generate("CA certificate"))
 }
@@ -338,6 +365,7 @@ fn leaf(
     cn: &str,
     sans: Vec<SanType>,
     eku: ExtendedKeyUsagePurpose,
+    valid: Validity,
 ) -> Result<(String, String), CertError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
@@ -346,15 +374,20 @@ fn leaf(
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![eku];
     params.use_authority_key_identifier_extension = true;
-    validity(&mut params, LEAF_DAYS);
+    validity(&mut params, valid);
     let key = KeyPair::generate().map_err(generate("certificate key"))?;
     let cert = params.signed_by(&key, issuer).map_err(generate("certificate"))?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-fn write_edge(issuer: &Issuer<'_, KeyPair>, files: &EdgeFiles, written: &mut Vec<PathBuf>) -> Result<(), CertError> {
+fn write_edge(
+    issuer: &Issuer<'_, KeyPair>,
+    files: &EdgeFiles,
+    valid: Validity,
+    written: &mut Vec<PathBuf>,
+) -> Result<(), CertError> {
     let san = san_type(&files.name)?;
-    let (cert, key) = leaf(issuer, &files.name, vec![san], ExtendedKeyUsagePurpose::ClientAuth)?;
+    let (cert, key) = leaf(issuer, &files.name, vec![san], ExtendedKeyUsagePurpose::ClientAuth, valid)?;
     write_file(&files.key, key.as_bytes(), true, written)?;
     write_file(&files.cert, cert.as_bytes(), false, written)
 }
@@ -427,6 +460,6 @@ fn write_file(path: &Path, contents: &[u8], secret: bool, written: &mut Vec<Path
 
 mod crl;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use crl::{revoke_edge, Revoked};

@@ -42,6 +42,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 pub mod certs;
+pub mod mtls;
 
 /// The rustls version this crate configures, re-exported so every user names the same types.
 pub use rustls;
@@ -177,6 +178,14 @@ pub enum TlsError {
     /// The crypto provider cannot build a config (a build problem, not a configuration one).
     #[error("the TLS crypto provider cannot make a config: {0} (this is a bug in the build; please report it)")]
     Provider(String),
+    /// The certificate revocation list cannot be used.
+    #[error("CRL file {}: {message} (expected a PEM `X509 CRL` block signed by the CA)", path.display())]
+    Crl {
+        /// The CRL file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A CA certificate could not be added to the trust store.
     #[error("CA file {}: certificate not usable as a trust anchor: {message}", path.display())]
     BadCa {
@@ -240,32 +249,41 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
     let chain = load_certs(cert)?;
     let private_key = load_key(key)?;
-    let rejected = |e: rustls::Error| match e {
-        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
-            TlsError::KeyMismatch { cert: cert.to_owned(), key: key.to_owned() }
-        }
-        other => TlsError::Rejected { cert: cert.to_owned(), key: key.to_owned(), message: other.to_string() },
-    };
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Provider(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(chain, private_key)
-        .map_err(rejected)?;
+        .map_err(|e| cert_rejected(cert, key, e))?;
     config.alpn_protocols = alpn();
     Ok(config)
 }
 
-/// A client config trusting the Mozilla roots (`webpki-roots`) and every certificate in each of
-/// `extra_cas` (PEM files, e.g. a private CA); ALPN `h2`, `http/1.1`. No client certificate.
-pub fn client_config<P: AsRef<Path>>(extra_cas: &[P]) -> Result<ClientConfig, TlsError> {
-    let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    for path in extra_cas {
+/// rustls' refusal of a certificate and key, naming both files.
+fn cert_rejected(cert: &Path, key: &Path, e: rustls::Error) -> TlsError {
+    match e {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            TlsError::KeyMismatch { cert: cert.to_owned(), key: key.to_owned() }
+        }
+        other => TlsError::Rejected { cert: cert.to_owned(), key: key.to_owned(), message: other.to_string() },
+    }
+}
+
+/// A trust store holding every certificate of each PEM file in `cas`, after `base`.
+fn roots_with<P: AsRef<Path>>(mut roots: RootCertStore, cas: &[P]) -> Result<RootCertStore, TlsError> {
+    for path in cas {
         let path = path.as_ref();
         for cert in certs_from("CA certificate", path)? {
             roots.add(cert).map_err(|e| TlsError::BadCa { path: path.to_owned(), message: e.to_string() })?;
         }
     }
+    Ok(roots)
+}
+
+/// A client config trusting the Mozilla roots (`webpki-roots`) and every certificate in each of
+/// `extra_cas` (PEM files, e.g. a private CA); ALPN `h2`, `http/1.1`. No client certificate.
+pub fn client_config<P: AsRef<Path>>(extra_cas: &[P]) -> Result<ClientConfig, TlsError> {
+    let roots = roots_with(RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }, extra_cas)?;
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Provider(e.to_string()))?

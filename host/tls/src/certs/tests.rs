@@ -3,51 +3,43 @@
 
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateRevocationListDer, ServerName};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
 use tempfile::TempDir;
 
 use super::*;
-use crate::{load_certs, load_key, provider};
 
 /// A control server config requiring a client certificate from the CA of `dir`, with its CRL
-/// when `with_crl`.
+/// when `with_crl` (the queue server's own config).
 fn control_config(layout: &Layout, with_crl: bool) -> ServerConfig {
-    let mut roots = RootCertStore::empty();
-    for cert in load_certs(&layout.ca_cert).unwrap() {
-        roots.add(cert).unwrap();
-    }
-    let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
-    if with_crl {
-        let crl = CertificateRevocationListDer::from_pem_file(&layout.crl).unwrap();
-        builder = builder.with_crls([crl]);
-    }
-    ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(builder.build().unwrap())
-        .with_single_cert(load_certs(&layout.control_cert).unwrap(), load_key(&layout.control_key).unwrap())
-        .unwrap()
+    crate::mtls::server_config(&crate::mtls::ServerFiles {
+        cert: layout.control_cert.clone(),
+        key: layout.control_key.clone(),
+        client_ca: layout.ca_cert.clone(),
+        crl: with_crl.then(|| layout.crl.clone()),
+        allowed_edges: None,
+    })
+    .unwrap()
 }
 
 /// An edge's client config: trusts the CA of `ca_layout`, presents `edge`.
 fn edge_config(ca_layout: &Layout, edge: &EdgeFiles) -> ClientConfig {
-    let mut roots = RootCertStore::empty();
-    for cert in load_certs(&ca_layout.ca_cert).unwrap() {
-        roots.add(cert).unwrap();
-    }
-    ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(load_certs(&edge.cert).unwrap(), load_key(&edge.key).unwrap())
-        .unwrap()
+    crate::mtls::client_config(&crate::mtls::ClientFiles {
+        cert: edge.cert.clone(),
+        key: edge.key.clone(),
+        ca: ca_layout.ca_cert.clone(),
+        crl: None,
+    })
+    .unwrap()
 }
 
 /// Runs a handshake in memory; the edge name the server read from the client certificate, or
 /// the first error.
-fn handshake(client: ClientConfig, server: ServerConfig, name: &str) -> Result<Option<String>, rustls::Error> {
+pub(crate) fn handshake(
+    client: ClientConfig,
+    server: ServerConfig,
+    name: &str,
+) -> Result<Option<String>, rustls::Error> {
     let mut c = ClientConnection::new(Arc::new(client), ServerName::try_from(name.to_owned()).unwrap())?;
     let mut s = ServerConnection::new(Arc::new(server))?;
     // A TLS 1.3 handshake with client auth takes a few flights; the bound only stops a broken loop.
@@ -73,7 +65,7 @@ fn handshake(client: ClientConfig, server: ServerConfig, name: &str) -> Result<O
     panic!("handshake did not finish");
 }
 
-fn init_dir(edges: usize) -> (TempDir, Initialized) {
+pub(crate) fn init_dir(edges: usize) -> (TempDir, Initialized) {
     let dir = TempDir::new().unwrap();
     let made = init(dir.path(), edges, &["control.example".to_owned()], false).unwrap();
     (dir, made)
