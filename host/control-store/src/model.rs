@@ -184,6 +184,34 @@ pub struct Edge {
     pub registered_at: Millis,
     /// When it was decommissioned; it then counts for no batch's progress.
     pub decommissioned_at: Option<Millis>,
+    /// When the edge last spoke to this control node (registered on a connection, reported
+    /// progress or a policy load); `None` before its first report.
+    pub last_seen: Option<Millis>,
+    /// The last policy load the edge reported, and when.
+    pub policy: Option<(EdgePolicy, Millis)>,
+}
+
+/// The outcome of an edge loading a policy the control node sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgePolicy {
+    /// The policy's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Lowercase hex SHA-256 of the component the edge received.
+    pub sha256: String,
+    /// `None` when the policy is serving on the edge; otherwise why the edge refused it (its
+    /// previous policy keeps serving).
+    pub error: Option<String>,
+}
+
+/// One progress report of an edge, written in one step by [`crate::RecordStore::record_report`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EdgeReport {
+    /// Per queue, the edge's applied watermark (lower than stored: ignored).
+    pub applied: Vec<(u32, u64)>,
+    /// Tasks the edge applied but could not apply as asked, with the reason.
+    pub failures: Vec<(TaskRef, String)>,
 }
 
 /// One edge's applied offset on one queue.

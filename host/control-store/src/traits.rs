@@ -84,6 +84,17 @@ pub trait RecordStore: Send + Sync {
         at: Millis,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// Writes one progress report of `edge` in one step: every `applied` watermark as
+    /// [`RecordStore::set_watermark`] does and every failure as [`RecordStore::report_failure`]
+    /// does, and marks the edge seen at `at`. Failures naming a task that is not in the queue log
+    /// (e.g. already trimmed) are skipped, not fatal: returns how many were skipped. Fails, writing
+    /// nothing, for an unknown edge or a queue that does not exist.
+    fn record_report(&self, edge: &str, report: EdgeReport, at: Millis) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Records what `edge` reported after loading a policy (serving, or refused and why), and
+    /// marks the edge seen at `at`. The latest report replaces the previous one.
+    fn set_edge_policy(&self, edge: &str, policy: EdgePolicy, at: Millis) -> impl Future<Output = Result<()>> + Send;
+
     /// Every stored watermark, by edge then queue.
     fn watermarks(&self) -> impl Future<Output = Result<Vec<Watermark>>> + Send;
 

@@ -47,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
         metrics: Default::default(),
         fold: Default::default(),
         monitor: Default::default(),
+        queue: Default::default(),
     };
     let bound = BoundControl::bind(&config, router(Arc::new(state))).await?;
     let base = format!("http://{}/v1/purges", bound.local_addr());

@@ -14,6 +14,7 @@ use edgepurge_control_store::{ApiToken, ControlStore};
 use serde_json::json;
 
 use crate::api::{authenticate, AppState};
+use crate::queue_server::PublishedPolicy;
 use crate::{now_ms, rfc3339, Error};
 
 fn require_admin(token: &ApiToken, what: &str) -> Result<(), Error> {
@@ -35,7 +36,8 @@ pub(crate) async fn policy<S: ControlStore>(
 
 /// `PUT /v1/policy` with a component as the body: validated in full, then installed; batches
 /// being placed finish with the policy they started with. A refused component leaves the
-/// current policy in place (400 with the runtime's reason).
+/// current policy in place (400 with the runtime's reason). An installed component is sent to
+/// every edge through the queue server.
 pub(crate) async fn replace_policy<S: ControlStore>(
     State(state): State<Arc<AppState<S>>>,
     headers: HeaderMap,
@@ -49,6 +51,8 @@ pub(crate) async fn replace_policy<S: ControlStore>(
         .await
         .map_err(|e| Error::Invalid(format!("{e}; the current policy keeps selecting queues")))?;
     tracing::info!(policy = %status.name, version = %status.version, by = %token.name, "policy replaced");
+    // Every connected edge gets it now; edges that connect later get it in their stream's start.
+    state.queue.publish_policy(Some(PublishedPolicy::new(status.name.clone(), status.version.clone(), body)));
     Ok(Json(status).into_response())
 }
 

@@ -29,7 +29,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use edgepurge_control_store::{ApiToken, BatchId, ControlStore, NewBatch, TokenHash};
 use edgepurge_edge::config::PolicySection;
-use edgepurge_edge::policy_slot::PolicySlot;
+use edgepurge_edge::policy_slot::{PolicyLoadError, PolicySlot, PolicyStatus};
 use edgepurge_sdk::cycle::speed_estimate;
 use edgepurge_sdk::defaults::DEFAULT_SPEED_FLOOR;
 use http_body_util::BodyExt;
@@ -41,6 +41,7 @@ use crate::config::LimitsSection;
 use crate::fold::{fold_targets, FoldSettings};
 use crate::health::{QueueMonitor, QueueView};
 use crate::metrics::Metrics;
+use crate::queue_server::{PublishedPolicy, QueueHub};
 use crate::tasks::{read_bulk, BulkFormat, PurgeRequest, TaskBuilder};
 use crate::{rfc3339, select, Error};
 
@@ -64,6 +65,30 @@ pub struct AppState<S> {
     pub fold: FoldSettings,
     /// Queue health (S0.2) and the clock batches are stamped with.
     pub monitor: QueueMonitor,
+    /// What the queue server's streams share with the API: the "appended" signal, the policy
+    /// sent to edges, the connected edges (`Default::default()` when there is no queue server).
+    pub queue: QueueHub,
+}
+
+impl<S> AppState<S> {
+    /// Re-reads the `[policy]` section (its file, or the built-in defaults), installs it for
+    /// queue selection and sends it to every connected edge (a component only: the built-in
+    /// defaults have none, so edges keep what they run). For SIGHUP.
+    pub async fn reload_policy(&self) -> Result<PolicyStatus, PolicyLoadError> {
+        let bytes = match &self.policy_section.path {
+            Some(path) => Some(
+                tokio::fs::read(path)
+                    .await
+                    .map_err(|source| PolicyLoadError::Read { path: path.display().to_string(), source })?,
+            ),
+            None => None,
+        };
+        let status = self.policy.reload(&self.policy_section).await?;
+        let published = bytes.map(|b| PublishedPolicy::new(status.name.clone(), status.version.clone(), b.into()));
+        self.queue.publish_policy(published);
+        tracing::info!(policy = %status.name, version = %status.version, source = %status.source, "policy reloaded");
+        Ok(status)
+    }
 }
 
 /// The API's routes over `state`.
@@ -194,6 +219,10 @@ async fn submit_inner<S: ControlStore>(
     let batch = NewBatch { token_name: token.name.clone(), accepted_at: now, idempotency_key };
     // The 202 goes out only after this returns: the batch is committed and fsynced.
     let appended = state.store.append(batch, placed).await?;
+    if appended.created {
+        // Wakes the queue streams: they push the new tasks to their edges now.
+        state.queue.notify_appended();
+    }
     let b = &appended.batch;
     let folded = b.spans.iter().map(|s| s.folded).sum();
     let body = Accepted {

@@ -1,6 +1,6 @@
 //! `control.toml`: the API listener (TLS unless on loopback), the database, the queues, the rate
-//! limit, the request limits and the policy. `host/control/control.example.toml` documents every
-//! key.
+//! limit, the request limits, the policy and the queue server edges connect to.
+//! `host/control/control.example.toml` documents every key.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -78,6 +78,41 @@ pub struct ControlConfig {
     /// `[policy]`: the policy component (none: the built-in defaults) and its configuration.
     #[serde(default)]
     pub policy: PolicySection,
+    /// `[queue-server]`: the mutual-TLS listener edges stream tasks from; none: no edge can
+    /// connect (the API still queues).
+    pub queue_server: Option<QueueServerSection>,
+}
+
+/// `[queue-server]`: where edges connect (HTTP/2 over TLS with a required client certificate).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct QueueServerSection {
+    /// Address of the queue server.
+    pub listen: SocketAddr,
+    /// PEM certificate chain the control node presents to edges.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// PEM CA certificate(s) that sign edge client certificates.
+    pub client_ca: PathBuf,
+    /// Optional PEM CRL of that CA; revoked edges are refused at the handshake.
+    pub crl: Option<PathBuf>,
+    /// Optional allow-list of edge names; absent: any edge the CA signed.
+    pub edges: Option<Vec<String>>,
+    /// Idle time after which a heartbeat is sent; a stream silent for 3× this is dropped.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// This control node's id, sent in `Hello` (default `control`).
+    #[serde(default = "default_control_id")]
+    pub control_id: String,
+}
+
+fn default_heartbeat_ms() -> u64 {
+    5000
+}
+
+fn default_control_id() -> String {
+    "control".to_owned()
 }
 
 /// `[tls]`.
@@ -219,6 +254,14 @@ impl ControlConfig {
         if let Some(policy) = &mut config.policy.path {
             rebase(policy);
         }
+        if let Some(qs) = &mut config.queue_server {
+            rebase(&mut qs.cert);
+            rebase(&mut qs.key);
+            rebase(&mut qs.client_ca);
+            if let Some(crl) = &mut qs.crl {
+                rebase(crl);
+            }
+        }
         Ok(config)
     }
 
@@ -264,7 +307,50 @@ impl ControlConfig {
                     .into(),
             );
         }
+        if let Some(qs) = &self.queue_server {
+            qs.validate(self.listen)?;
+        }
         Ok(())
+    }
+}
+
+impl QueueServerSection {
+    /// Checks the heartbeat range, the control id, the edge names and that the queue server does
+    /// not share the API's address.
+    pub fn validate(&self, api: SocketAddr) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(format!("[queue-server] {m}")));
+        if !(100..=300_000).contains(&self.heartbeat_ms) {
+            return invalid(format!("heartbeat-ms = {} must be between 100 and 300000", self.heartbeat_ms));
+        }
+        if self.control_id.is_empty() || self.control_id.len() > 128 || self.control_id.chars().any(char::is_control) {
+            return invalid("control-id must be 1–128 printable characters".into());
+        }
+        if let Some(edges) = &self.edges {
+            if edges.is_empty() {
+                return invalid(
+                    "edges = [] would refuse every edge: list the allowed edge names, or remove the key to allow \
+                     any edge the CA signed"
+                        .into(),
+                );
+            }
+            for name in edges {
+                if let Err(e) = edgepurge_tls::certs::validate_edge_name(name) {
+                    return invalid(format!("edges: {e}"));
+                }
+            }
+        }
+        if self.listen == api && self.listen.port() != 0 {
+            return invalid(format!(
+                "listen = \"{}\" is the API's address too: give the queue server its own port",
+                self.listen
+            ));
+        }
+        Ok(())
+    }
+
+    /// The heartbeat interval.
+    pub fn heartbeat(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.heartbeat_ms)
     }
 }
 
@@ -302,11 +388,38 @@ mod tests {
     }
 
     #[test]
+    fn queue_server_section_is_optional_and_validated() {
+        assert!(ControlConfig::parse("database = \"c.db\"").unwrap().queue_server.is_none());
+        let base = "database = \"c.db\"\n[queue-server]\nlisten = \"127.0.0.1:7443\"\ncert = \"c.pem\"\nkey = \
+                    \"c.key\"\nclient-ca = \"ca.pem\"\n";
+        let qs = ControlConfig::parse(base).unwrap().queue_server.unwrap();
+        assert_eq!((qs.heartbeat_ms, qs.control_id.as_str(), qs.crl, qs.edges), (5000, "control", None, None));
+        let bad = |extra: &str| ControlConfig::parse(&format!("{base}{extra}")).unwrap_err().to_string();
+        assert!(bad("heartbeat-ms = 10").contains("heartbeat-ms"));
+        assert!(bad("edges = []").contains("remove the key"));
+        assert!(bad("edges = [\"Edge 1\"]").contains("edges"));
+        assert!(bad("control-id = \"\"").contains("control-id"));
+        assert!(bad("client_ca = \"x\"").contains("unknown field"));
+        let same = "listen = \"127.0.0.1:7443\"\n".to_owned() + base;
+        assert!(ControlConfig::parse(&same).unwrap_err().to_string().contains("own port"));
+        let missing = "database = \"c.db\"\n[queue-server]\nlisten = \"127.0.0.1:7443\"\ncert = \"c.pem\"\n";
+        assert!(ControlConfig::parse(missing).unwrap_err().to_string().contains("key"));
+    }
+
+    #[test]
     fn example_config_parses() {
         let text = include_str!("../control.example.toml");
         let c = ControlConfig::parse(text).unwrap();
         assert_eq!(c.queues, 4);
         assert_eq!((c.slot_secs, c.cycle_secs, c.stall_after_ms, c.fold_window_ms), (900, 86_400, 60_000, 0));
         assert_eq!(c.retention.settings(), crate::background::RetentionSettings::default());
+        assert!(c.queue_server.is_none(), "commented out, so the example runs without certificates");
+        // Uncommented, the documented [queue-server] section is valid as written.
+        let (before, after) = text.split_once("# [queue-server]\n").expect("documented");
+        let (section, rest) = after.split_once("\n\n").unwrap();
+        let section: String = section.lines().map(|l| l.strip_prefix("# ").unwrap_or(l).to_owned() + "\n").collect();
+        let c = ControlConfig::parse(&format!("{before}{rest}\n[queue-server]\n{section}")).unwrap();
+        let qs = c.queue_server.expect("parsed");
+        assert_eq!((qs.heartbeat_ms, qs.control_id.as_str(), qs.edges.map(|e| e.len())), (5000, "control-1", Some(2)));
     }
 }

@@ -18,6 +18,8 @@
 //!   observation.
 //! - [`api`] — the routes: `POST /v1/purges`, `GET /v1/purges/{id}`, `GET /v1/queues`,
 //!   `/healthz`, `/readyz`, `/metrics` ([`metrics`]); [`views`] — `GET /v1/records` and `GET /v1/edges`.
+//! - [`queue_server`] — issue \[4\]: the mutual-TLS HTTP/2 listener edges stream tasks and the
+//!   active policy from (`POST /v1/stream`), acks becoming watermarks in the store.
 //! - [`server`] — binding (plain HTTP on loopback, else TLS through `edgepurge-tls`) and graceful
 //!   shutdown.
 //!
@@ -44,6 +46,7 @@ pub mod fold;
 pub mod health;
 pub mod history;
 pub mod metrics;
+pub mod queue_server;
 pub mod select;
 pub mod server;
 pub mod tasks;

@@ -1,19 +1,22 @@
 //! Starting the control role: open the store, load the policy, bind the API (TLS through
-//! `edgepurge-tls`, or plain HTTP on loopback only) and serve until shutdown, then drain.
+//! `edgepurge-tls`, or plain HTTP on loopback only) and the queue server when `[queue-server]`
+//! is set, and serve until shutdown: then the edge streams end and the API drains.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use edgepurge_control_store::SqliteStore;
+use edgepurge_control_store::{ControlStore, SqliteStore};
 use edgepurge_tls::Negotiated;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -23,6 +26,8 @@ use crate::api::{router, AppState};
 use crate::auth::RateLimiter;
 use crate::background;
 use crate::config::ControlConfig;
+use crate::config::QueueServerSection;
+use crate::queue_server::{PublishedPolicy, QueueHub, QueueServer};
 
 /// A TLS handshake longer than this is dropped, so silent clients cannot pile up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,6 +56,9 @@ pub enum StartError {
     /// Plain HTTP asked for on an address other machines can reach.
     #[error("listen = \"{0}\" is not a loopback address, so the API needs TLS: add [tls] cert and key")]
     PlainOffLoopback(SocketAddr),
+    /// The queue server cannot start (its TLS files or its address).
+    #[error(transparent)]
+    QueueServer(#[from] crate::queue_server::QueueServerError),
     /// The address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -68,6 +76,17 @@ pub struct BoundControl {
     router: Router,
     /// Retention and queue observation, stopped when serving ends.
     background: Vec<JoinHandle<()>>,
+    /// The queue server, when `[queue-server]` is set.
+    queue_server: Option<QueueServerTask>,
+    /// The shared state, when started from a configuration (not with [`BoundControl::bind`]).
+    state: Option<Arc<AppState<SqliteStore>>>,
+}
+
+/// The queue server, ready to run: its future and the switch that ends it.
+struct QueueServerTask {
+    addr: SocketAddr,
+    run: Pin<Box<dyn Future<Output = ()> + Send>>,
+    stop: watch::Sender<bool>,
 }
 
 impl BoundControl {
@@ -79,6 +98,15 @@ impl BoundControl {
             .await
             .map_err(|e| StartError::Policy(e.to_string()))?;
         tracing::info!(policy = %policy.info().name, %source, "policy loaded");
+        // Edges need the component itself, which the runtime does not keep: read it here too.
+        let policy_bytes = match &config.policy.path {
+            Some(path) => {
+                Some(tokio::fs::read(path).await.map_err(|e| StartError::Policy(format!("{}: {e}", path.display())))?)
+            }
+            None => None,
+        };
+        let published = policy_bytes
+            .map(|b| PublishedPolicy::new(policy.info().name.clone(), policy.info().version.clone(), b.into()));
         let clock = crate::health::system_clock();
         let state = AppState {
             store: store.clone(),
@@ -90,9 +118,15 @@ impl BoundControl {
             metrics: Default::default(),
             fold: config.fold(),
             monitor: config.monitor(clock.clone()),
+            queue: QueueHub::default(),
         };
+        state.queue.publish_policy(published);
         let state = Arc::new(state);
         let mut bound = Self::bind(config, router(state.clone())).await?;
+        if let Some(section) = &config.queue_server {
+            bound = bound.with_queue_server(section, state.clone()).await?;
+        }
+        bound.state = Some(state.clone());
         bound.background = vec![
             background::spawn_retention(store, config.retention.settings(), clock, None),
             background::spawn_observer(state, OBSERVE_EVERY),
@@ -115,7 +149,32 @@ impl BoundControl {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Bind { addr: config.listen, source })?;
-        Ok(BoundControl { listener, tls, router, background: Vec::new() })
+        Ok(BoundControl { listener, tls, router, background: Vec::new(), queue_server: None, state: None })
+    }
+
+    /// Adds the queue server of `section` over `state` (which the router must share, so appends
+    /// wake the streams).
+    pub async fn with_queue_server<S: ControlStore + 'static>(
+        mut self,
+        section: &QueueServerSection,
+        state: Arc<AppState<S>>,
+    ) -> Result<Self, StartError> {
+        let server = QueueServer::bind(section).await?;
+        let addr = server.local_addr();
+        let (stop, stopped) = watch::channel(false);
+        self.queue_server = Some(QueueServerTask { addr, run: Box::pin(server.serve(state, stopped)), stop });
+        Ok(self)
+    }
+
+    /// The queue server's bound address, when there is one.
+    pub fn queue_server_addr(&self) -> Option<SocketAddr> {
+        self.queue_server.as_ref().map(|q| q.addr)
+    }
+
+    /// The shared state (store, policy, queue hub), when started with [`BoundControl::start`]:
+    /// e.g. for [`AppState::reload_policy`] on SIGHUP.
+    pub fn state(&self) -> Option<Arc<AppState<SqliteStore>>> {
+        self.state.clone()
     }
 
     /// The bound address (useful with port 0).
@@ -131,7 +190,8 @@ impl BoundControl {
     /// Serves until `shutdown` completes, then stops accepting and waits (up to 60 s) for the
     /// requests in flight, so a submission being appended is answered.
     pub async fn serve(self, shutdown: impl Future) {
-        let BoundControl { listener, tls, router, background } = self;
+        let BoundControl { listener, tls, router, background, queue_server, state: _ } = self;
+        let queue_server = queue_server.map(|q| (q.stop, tokio::spawn(q.run)));
         let builder = auto::Builder::new(TokioExecutor::new());
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -174,6 +234,11 @@ impl BoundControl {
             });
         }
         drop(listener);
+        // Edge streams first: they would otherwise hold the drain open until their edges leave.
+        if let Some((stop, task)) = queue_server {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
         tracing::info!("control shutting down: draining requests in flight");
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
             tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; closing");

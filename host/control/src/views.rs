@@ -115,7 +115,9 @@ pub async fn records<S: ControlStore>(
     Ok(Json(json!({"entries": entries, "next": page.next.map(|c| c.0)})).into_response())
 }
 
-/// `GET /v1/edges`: every registered edge, its watermark and lag per queue, when it last reported.
+/// `GET /v1/edges`: every registered edge, its watermark and lag per queue, when it last
+/// reported, whether its queue stream is open now (with its latest `received`/`applied` per queue
+/// and last ack since this node started) and the last policy load it reported.
 pub async fn edges<S: ControlStore>(
     State(state): State<Arc<AppState<S>>>,
     headers: HeaderMap,
@@ -123,6 +125,7 @@ pub async fn edges<S: ControlStore>(
     authenticate(&state.store, &headers).await?;
     let infos = state.store.queue_info().await?;
     let marks = state.store.watermarks().await?;
+    let live = state.queue.live_edges();
     let edges: Vec<_> = state
         .store
         .edges()
@@ -130,19 +133,35 @@ pub async fn edges<S: ControlStore>(
         .into_iter()
         .map(|edge| {
             let mine: Vec<_> = marks.iter().filter(|w| w.edge == edge.name).collect();
+            let stream = live.get(&edge.name);
             let queues: Vec<_> = infos
                 .iter()
                 .map(|q| {
                     let applied = mine.iter().find(|w| w.queue == q.queue).map_or(0, |w| w.applied);
-                    json!({"queue": q.queue, "applied": applied, "lag": q.next.saturating_sub(1).saturating_sub(applied)})
+                    let mark = |marks: &[(u32, u64)]| marks.iter().find(|(queue, _)| *queue == q.queue).map(|m| m.1);
+                    json!({
+                        "queue": q.queue,
+                        "applied": applied,
+                        "lag": q.next.saturating_sub(1).saturating_sub(applied),
+                        "stream_received": stream.and_then(|s| mark(&s.received)),
+                        "stream_applied": stream.and_then(|s| mark(&s.applied)),
+                    })
                 })
                 .collect();
-            let last_seen = mine.iter().map(|w| w.updated_at).max();
+            let last_seen = mine.iter().map(|w| w.updated_at).chain(edge.last_seen).max();
+            let policy = edge.policy.as_ref().map(|(p, at)| {
+                json!({"name": p.name, "version": p.version, "sha256": p.sha256, "error": p.error, "reported_at": rfc3339(*at)})
+            });
             json!({
                 "name": edge.name,
                 "registered_at": rfc3339(edge.registered_at),
                 "decommissioned_at": edge.decommissioned_at.map(rfc3339),
                 "last_seen": last_seen.map(rfc3339),
+                "connected": stream.is_some_and(|s| s.connected),
+                "connected_at": stream.map(|s| rfc3339(s.connected_at)),
+                "peer": stream.map(|s| s.peer.to_string()),
+                "last_ack": stream.and_then(|s| s.last_ack_at).map(rfc3339),
+                "policy": policy,
                 "queues": queues,
             })
         })

@@ -54,6 +54,7 @@ macro_rules! conformance_tests {
             records_by_url_prefix_tag_host_with_paging,
             folding_finds_undelivered_tasks_only,
             trimming_below_lowest_watermark,
+            edge_reports_and_policy_are_recorded,
             tokens_are_found_by_hash_only
         );
     };

@@ -216,6 +216,58 @@ pub async fn folding_finds_undelivered_tasks_only<H: Harness>(h: &H) {
     assert!(store.progress(b.id).await.unwrap().unwrap().done, "the folded request is done with its carrier");
 }
 
+/// The queue server's writes: a progress report (watermarks and failures in one step, failures
+/// for tasks not in the log skipped), the edge's last policy report, and when it was last seen.
+pub async fn edge_reports_and_policy_are_recorded<H: Harness>(h: &H) {
+    let store = h.create(2).await;
+    let id = store.append(batch("t", 100), urls(0, "r", 4)).await.unwrap().batch.id; // offsets 1..=4
+    let e = store.register_edge("e", 200).await.unwrap();
+    assert_eq!((e.last_seen, e.policy.clone()), (Some(200), None), "registering counts as seen");
+    store.register_edge("f", 50).await.unwrap(); // registered before the batch: counts for it
+
+    let report = EdgeReport {
+        applied: vec![(0, 4), (1, 0)],
+        failures: vec![
+            (TaskRef { queue: 0, offset: 2 }, "origin said no".into()),
+            (TaskRef { queue: 0, offset: 99 }, "x".into()),
+        ],
+    };
+    assert_eq!(store.record_report("f", report.clone(), 300).await.unwrap(), 1, "the unknown task is skipped");
+    let p = store.progress(id).await.unwrap().unwrap();
+    assert_eq!(p.edges.iter().map(|e| (e.edge.as_str(), e.applied, e.failed)).collect::<Vec<_>>(), vec![("f", 4, 1)]);
+    assert!(p.done);
+    // Watermarks never go back, and a repeat of a failure keeps the first report.
+    let lower = EdgeReport { applied: vec![(0, 1)], failures: report.failures[..1].to_vec() };
+    store.record_report("f", lower, 400).await.unwrap();
+    let marks = store.watermarks().await.unwrap();
+    assert_eq!(marks.iter().find(|w| w.edge == "f" && w.queue == 0).map(|w| w.applied), Some(4));
+    assert_eq!(store.progress(id).await.unwrap().unwrap().edges[0].failed, 1);
+
+    // All or nothing: an unknown queue or edge writes nothing.
+    let bad = EdgeReport { applied: vec![(1, 1), (7, 1)], failures: Vec::new() };
+    assert!(matches!(store.record_report("f", bad, 500).await, Err(Error::NoSuchQueue { queue: 7, .. })));
+    let f1 = store.watermarks().await.unwrap().into_iter().find(|w| w.edge == "f" && w.queue == 1).map(|w| w.applied);
+    assert_eq!(f1, Some(0), "nothing of a refused report is written");
+    assert!(matches!(store.record_report("nobody", EdgeReport::default(), 1).await, Err(Error::UnknownEdge(_))));
+
+    let policy = EdgePolicy { name: "shop".into(), version: "1.2.0".into(), sha256: "ab".repeat(32), error: None };
+    store.set_edge_policy("e", policy.clone(), 600).await.unwrap();
+    let refused = EdgePolicy { error: Some("does not export select-queue".into()), ..policy.clone() };
+    store.set_edge_policy("f", refused.clone(), 650).await.unwrap();
+    let edges = store.edges().await.unwrap();
+    let seen: Vec<_> = edges.iter().map(|e| (e.name.as_str(), e.last_seen, e.policy.clone())).collect();
+    assert_eq!(seen, vec![("e", Some(600), Some((policy, 600))), ("f", Some(650), Some((refused, 650)))]);
+    assert!(matches!(
+        store.set_edge_policy("nobody", EdgePolicy { error: None, ..edges[0].policy.clone().unwrap().0 }, 1).await,
+        Err(Error::UnknownEdge(_))
+    ));
+    // Seen times never move back; they survive a restart with the policy reports.
+    store.register_edge("e", 10).await.unwrap();
+    let store = h.reopen(store).await;
+    let e = store.edges().await.unwrap().into_iter().find(|e| e.name == "e").unwrap();
+    assert_eq!((e.last_seen, e.policy.map(|p| p.1)), (Some(600), Some(600)));
+}
+
 /// Tokens are stored and found by hash; a wrong token finds nothing.
 pub async fn tokens_are_found_by_hash_only<H: Harness>(h: &H) {
     let store = h.create(1).await;

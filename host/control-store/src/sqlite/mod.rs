@@ -226,6 +226,16 @@ impl RecordStore for SqliteStore {
         self.run(move |c, _| records::report_failure(c, &edge, queue, offset, &reason, at)).await
     }
 
+    async fn record_report(&self, edge: &str, report: EdgeReport, at: Millis) -> Result<u64> {
+        let edge = edge.to_owned();
+        self.run(move |c, q| records::record_report(c, q, &edge, &report, at)).await
+    }
+
+    async fn set_edge_policy(&self, edge: &str, policy: EdgePolicy, at: Millis) -> Result<()> {
+        let edge = edge.to_owned();
+        self.run(move |c, _| records::set_edge_policy(c, &edge, &policy, at)).await
+    }
+
     async fn watermarks(&self) -> Result<Vec<Watermark>> {
         self.read_run(|c, _| records::watermarks(c)).await
     }

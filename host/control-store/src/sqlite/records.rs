@@ -6,11 +6,23 @@ use super::{batch_by_id, kind_code, kind_from_code};
 use crate::model::*;
 use crate::{Error, Result, TokenHash};
 
+/// The columns `edge_from_row` reads, in order.
+const EDGE_COLUMNS: &str = "name, registered_at, decommissioned_at, last_seen, policy_name, policy_version, \
+                            policy_sha256, policy_error, policy_at";
+
 fn edge_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Edge> {
+    let policy = match (r.get::<_, Option<String>>(4)?, r.get::<_, Option<i64>>(8)?) {
+        (Some(name), Some(at)) => {
+            Some((EdgePolicy { name, version: r.get(5)?, sha256: r.get(6)?, error: r.get(7)? }, at as u64))
+        }
+        _ => None,
+    };
     Ok(Edge {
         name: r.get(0)?,
         registered_at: r.get::<_, i64>(1)? as u64,
         decommissioned_at: r.get::<_, Option<i64>>(2)?.map(|t| t as u64),
+        last_seen: r.get::<_, Option<i64>>(3)?.map(|t| t as u64),
+        policy,
     })
 }
 
@@ -19,16 +31,13 @@ pub fn register_edge(conn: &Connection, name: &str, at: Millis) -> Result<Edge> 
     // A decommissioned edge that comes back starts afresh: it did not apply what was queued
     // while it was gone, so it counts only for batches from now on.
     conn.execute(
-        "INSERT INTO edges (name, registered_at) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET
+        "INSERT INTO edges (name, registered_at, last_seen) VALUES (?1, ?2, ?2) ON CONFLICT (name) DO UPDATE SET
            registered_at = CASE WHEN decommissioned_at IS NULL THEN registered_at ELSE excluded.registered_at END,
-           decommissioned_at = NULL",
+           decommissioned_at = NULL,
+           last_seen = MAX(COALESCE(last_seen, 0), excluded.last_seen)",
         params![name, at as i64],
     )?;
-    Ok(conn.query_row(
-        "SELECT name, registered_at, decommissioned_at FROM edges WHERE name = ?1",
-        [name],
-        edge_from_row,
-    )?)
+    Ok(conn.query_row(&format!("SELECT {EDGE_COLUMNS} FROM edges WHERE name = ?1"), [name], edge_from_row)?)
 }
 
 /// Decommissions an edge.
@@ -42,7 +51,7 @@ pub fn decommission_edge(conn: &Connection, name: &str, at: Millis) -> Result<()
 
 /// Every edge, by name.
 pub fn edges(conn: &Connection) -> Result<Vec<Edge>> {
-    let mut stmt = conn.prepare("SELECT name, registered_at, decommissioned_at FROM edges ORDER BY name")?;
+    let mut stmt = conn.prepare(&format!("SELECT {EDGE_COLUMNS} FROM edges ORDER BY name"))?;
     let rows = stmt.query_map([], edge_from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -147,6 +156,52 @@ pub fn report_failure(conn: &Connection, edge: &str, queue: u32, offset: u64, re
         "INSERT OR IGNORE INTO task_failures (edge, task, reason, at) VALUES (?1, ?2, ?3, ?4)",
         params![edge, task, reason, at as i64],
     )?;
+    Ok(())
+}
+
+/// Marks `edge` seen at `at` (never moving back); fails for an unknown edge.
+fn touch_edge(conn: &Connection, edge: &str, at: Millis) -> Result<()> {
+    let changed = conn
+        .prepare_cached("UPDATE edges SET last_seen = MAX(COALESCE(last_seen, 0), ?2) WHERE name = ?1")?
+        .execute(params![edge, at as i64])?;
+    if changed == 0 {
+        return Err(Error::UnknownEdge(edge.to_owned()));
+    }
+    Ok(())
+}
+
+/// Writes one progress report in one transaction (see `RecordStore::record_report`).
+pub fn record_report(conn: &mut Connection, queues: u32, edge: &str, report: &EdgeReport, at: Millis) -> Result<u64> {
+    let tx = conn.transaction()?;
+    touch_edge(&tx, edge, at)?;
+    for &(queue, applied) in &report.applied {
+        set_watermark(&tx, queues, edge, queue, applied, at)?;
+    }
+    let mut skipped = 0;
+    for (task, reason) in &report.failures {
+        if task.queue >= queues {
+            return Err(Error::NoSuchQueue { queue: task.queue, queues });
+        }
+        match report_failure(&tx, edge, task.queue, task.offset, reason, at) {
+            Ok(()) => {}
+            Err(Error::UnknownTask { .. }) => skipped += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    tx.commit()?;
+    Ok(skipped)
+}
+
+/// Stores an edge's latest policy report (see `RecordStore::set_edge_policy`).
+pub fn set_edge_policy(conn: &Connection, edge: &str, policy: &EdgePolicy, at: Millis) -> Result<()> {
+    let changed = conn.execute(
+        "UPDATE edges SET policy_name = ?2, policy_version = ?3, policy_sha256 = ?4, policy_error = ?5,
+           policy_at = ?6, last_seen = MAX(COALESCE(last_seen, 0), ?6) WHERE name = ?1",
+        params![edge, policy.name, policy.version, policy.sha256, policy.error, at as i64],
+    )?;
+    if changed == 0 {
+        return Err(Error::UnknownEdge(edge.to_owned()));
+    }
     Ok(())
 }
 

@@ -5,13 +5,13 @@ use rusqlite::Connection;
 use crate::{Error, Result};
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// Version 1. `tasks` is both the queue log (rows with `folded = 0`, addressed by `(queue,
 /// qoffset)`) and the record of every request (folded rows point at the task that carried them).
 /// `queues.first_offset` hides trimmed rows from readers without deleting the records; running
 /// byte totals (`cum_bytes`) make a queue's pending bytes two lookups instead of a scan.
-const V1: &str = "
+pub(super) const V1: &str = "
 CREATE TABLE queues (
     queue         INTEGER PRIMARY KEY,
     first_offset  INTEGER NOT NULL,  -- lowest readable offset; below it the log is trimmed
@@ -85,6 +85,17 @@ CREATE TABLE tokens (
 );
 ";
 
+/// Version 2 (issue [4], the queue server): when each edge last spoke to this node and the last
+/// policy load it reported. Added columns only, so a version 1 file migrates in place.
+const V2: &str = "
+ALTER TABLE edges ADD COLUMN last_seen INTEGER;
+ALTER TABLE edges ADD COLUMN policy_name TEXT;      -- NULL until the edge reports a policy load
+ALTER TABLE edges ADD COLUMN policy_version TEXT;
+ALTER TABLE edges ADD COLUMN policy_sha256 TEXT;
+ALTER TABLE edges ADD COLUMN policy_error TEXT;     -- NULL: the policy is serving on the edge
+ALTER TABLE edges ADD COLUMN policy_at INTEGER;
+";
+
 /// A read-only connection to the prepared database at `path` (the store's read pool).
 pub fn open_reader(path: &std::path::Path) -> Result<Connection> {
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -116,7 +127,10 @@ pub fn prepare(conn: &mut Connection, queues: u32) -> Result<()> {
     if found < 1 {
         tx.execute_batch(V1)?;
     }
-    // Later versions add `if found < 2 { ... }` here, each step in this same transaction.
+    if found < 2 {
+        tx.execute_batch(V2)?;
+    }
+    // Later versions add `if found < 3 { ... }` here, each step in this same transaction.
     tx.pragma_update(None, "user_version", VERSION)?;
 
     let existing: u32 = tx.query_row("SELECT COUNT(*) FROM queues", [], |r| r.get(0))?;

@@ -118,11 +118,38 @@ fn refuses_newer_schemas_and_fewer_queues() {
     grown.conn.lock().unwrap().pragma_update(None, "user_version", 99).unwrap();
     drop(grown);
     let err = SqliteStore::open(&path, 6).unwrap_err();
-    assert!(matches!(err, Error::SchemaTooNew { found: 99, supported: 1 }));
+    assert!(matches!(err, Error::SchemaTooNew { found: 99, supported: super::SCHEMA_VERSION }));
     assert!(err.to_string().contains("run a newer edgepurge"), "{err}");
     std::fs::write(dir.path().join("junk.db"), b"this is not a database, not at all, no").unwrap();
     let err = SqliteStore::open(dir.path().join("junk.db"), 1).unwrap_err();
     assert!(matches!(err, Error::Backend(_)), "{err}");
+}
+
+/// A version 1 file (before the queue server) opens: the edges gain `last_seen` and the policy
+/// columns, everything stored stays.
+#[tokio::test]
+async fn version_1_files_are_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(super::schema::V1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO queues VALUES (0, 1, 1, 0, 0);
+             INSERT INTO edges (name, registered_at) VALUES ('old', 42);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path, 1).unwrap();
+    let edges = store.edges().await.unwrap();
+    assert_eq!(edges.len(), 1);
+    assert_eq!((edges[0].name.as_str(), edges[0].registered_at, edges[0].last_seen), ("old", 42, None));
+    let policy = EdgePolicy { name: "p".into(), version: "1".into(), sha256: "00".into(), error: None };
+    store.set_edge_policy("old", policy, 50).await.unwrap();
+    assert_eq!(store.edges().await.unwrap()[0].last_seen, Some(50));
+    let version: i64 = store.conn.lock().unwrap().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, super::SCHEMA_VERSION);
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -100,6 +100,7 @@ impl ControlTest {
             metrics: Default::default(),
             fold: self.fold,
             monitor: QueueMonitor::new(self.health, self.cycle, self.clock),
+            queue: Default::default(),
         };
         let bound = BoundControl::bind(&config, router(Arc::new(state))).await?;
         let base = format!("http://{}", bound.local_addr());

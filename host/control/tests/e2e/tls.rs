@@ -49,6 +49,7 @@ async fn the_api_serves_http2_over_tls() {
         metrics: Default::default(),
         fold: Default::default(),
         monitor: Default::default(),
+        queue: Default::default(),
     };
     let bound = BoundControl::bind(&config, router(Arc::new(state))).await.unwrap();
     assert!(bound.is_tls());

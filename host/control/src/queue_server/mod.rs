@@ -1,0 +1,263 @@
+//! The queue server (issue \[4\]): where edges fetch purge tasks and the active policy.
+//!
+//! Its own listener (`[queue-server]`), TLS with a client certificate required (the CA, CRL and
+//! allow-list checks are `edgepurge_tls::mtls`'s, re-read when their files change, so a revoked
+//! edge is refused at its next handshake), ALPN `h2`, HTTP/2 only. One route:
+//!
+//! `POST /v1/stream` with `content-type: application/x-edgepurge-frames`: the request body is the
+//! edge's stream of [`edgepurge_wire::EdgeFrame`]s, the `200` response body control's stream of
+//! [`edgepurge_wire::ControlFrame`]s, both length-prefixed postcard ([`edgepurge_wire::encode`]).
+//! A wrong path is 404, a wrong method 405, a wrong content type 415.
+//!
+//! - [`session`] — one stream: `Hello`, version check, registration, policy, tasks from the
+//!   resume offsets, pushed on the API's "appended" signal; acks to the store ([`report`]);
+//!   heartbeats; the newer of two streams of one edge wins.
+//! - [`flow`] — the flow-control window (`buffer_free`, at most 8 MiB in flight).
+//! - [`hub`] — what the API and the streams share (in [`crate::api::AppState::queue`]).
+//!
+//! Shutdown ends every stream (the edges reconnect to another node or later), then waits briefly
+//! for the connections to close.
+
+pub mod flow;
+pub mod hub;
+mod report;
+pub mod session;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use edgepurge_control_store::ControlStore;
+use edgepurge_tls::mtls::{ReloadingServerConfig, ServerFiles};
+use edgepurge_tls::rustls::{CertificateError, Error as RustlsError};
+use edgepurge_tls::HandshakeError;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::api::AppState;
+use crate::config::QueueServerSection;
+pub use hub::{LiveEdge, PublishedPolicy, QueueHub};
+use session::SessionConfig;
+
+/// The stream's path.
+pub const STREAM_PATH: &str = "/v1/stream";
+/// The content type of both bodies.
+pub const CONTENT_TYPE: &str = "application/x-edgepurge-frames";
+/// A client certificate handshake longer than this is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for connections to close after their streams ended.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Frames queued towards hyper per stream; the session's own outbox holds the rest.
+const CHANNEL_FRAMES: usize = 16;
+
+/// Why the queue server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueServerError {
+    /// A certificate, key, CA or CRL file cannot be used.
+    #[error("[queue-server]: {0}")]
+    Tls(#[from] edgepurge_tls::TlsError),
+    /// The address cannot be bound.
+    #[error("[queue-server] cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// The queue server, bound.
+pub struct QueueServer {
+    listener: TcpListener,
+    tls: ReloadingServerConfig,
+    session: SessionConfig,
+}
+
+/// The response body: control frames as the session hands them over.
+struct FrameBody(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for FrameBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|bytes| bytes.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+type ResponseBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+impl QueueServer {
+    /// Loads the TLS files and binds `section.listen`.
+    pub async fn bind(section: &QueueServerSection) -> Result<Self, QueueServerError> {
+        let tls = ReloadingServerConfig::new(ServerFiles {
+            cert: section.cert.clone(),
+            key: section.key.clone(),
+            client_ca: section.client_ca.clone(),
+            crl: section.crl.clone(),
+            allowed_edges: section.edges.clone(),
+        })?;
+        let listener = TcpListener::bind(section.listen)
+            .await
+            .map_err(|source| QueueServerError::Bind { addr: section.listen, source })?;
+        let session = SessionConfig { heartbeat: section.heartbeat(), control_id: section.control_id.clone() };
+        Ok(QueueServer { listener, tls, session })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` turns true, then ends every stream and waits (briefly) for the
+    /// connections to close.
+    pub async fn serve<S: ControlStore + 'static>(self, state: Arc<AppState<S>>, mut shutdown: watch::Receiver<bool>) {
+        let QueueServer { listener, tls, session } = self;
+        let graceful = GracefulShutdown::new();
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "queue server: accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+                _ = stopped(&mut shutdown) => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let acceptor = TlsAcceptor::from(tls.current());
+            let (state, session, watcher, shutdown) =
+                (state.clone(), session.clone(), graceful.watcher(), shutdown.clone());
+            tokio::spawn(async move {
+                let stream = match edgepurge_tls::accept(&acceptor, stream, HANDSHAKE_TIMEOUT).await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        let reason = refusal_reason(&e);
+                        state.queue.metrics.refused(reason);
+                        return tracing::warn!(%peer, reason, error = %e, "queue server refused a handshake");
+                    }
+                };
+                let Some(edge) = edgepurge_tls::mtls::peer_edge_name(stream.get_ref().1) else {
+                    state.queue.metrics.refused("no_edge_name");
+                    return tracing::warn!(%peer, "queue server refused a client certificate without an edge name");
+                };
+                let service = hyper::service::service_fn(move |req| {
+                    let (state, session, edge, shutdown) =
+                        (state.clone(), session.clone(), edge.clone(), shutdown.clone());
+                    async move { Ok::<_, Infallible>(handle(state, session, edge, peer, shutdown, req)) }
+                });
+                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service);
+                if let Err(e) = watcher.watch(conn).await {
+                    tracing::debug!(%peer, error = %e, "queue connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        tracing::info!("queue server shutting down: ending edge streams");
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+            tracing::warn!("queue connections still open after {DRAIN_TIMEOUT:?}; closing");
+        }
+    }
+}
+
+/// Completes once `shutdown` turns true (or its sender is gone).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The `Ref` the wait returns is dropped here: it must not live across an await (not `Send`).
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Answers one request: the stream, or 404/405/415 naming what to do instead.
+fn handle<S: ControlStore + 'static>(
+    state: Arc<AppState<S>>,
+    session: SessionConfig,
+    edge: String,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let plain = |status: StatusCode, text: String| {
+        let mut response = Response::new(Full::new(Bytes::from(text + "\n")).boxed());
+        *response.status_mut() = status;
+        response.headers_mut().insert(hyper::header::CONTENT_TYPE, "text/plain; charset=utf-8".parse().unwrap());
+        response
+    };
+    if req.uri().path() != STREAM_PATH {
+        return plain(StatusCode::NOT_FOUND, format!("the queue server serves only POST {STREAM_PATH}"));
+    }
+    if req.method() != Method::POST {
+        let mut response =
+            plain(StatusCode::METHOD_NOT_ALLOWED, format!("{STREAM_PATH} takes POST, not {}", req.method()));
+        response.headers_mut().insert(hyper::header::ALLOW, "POST".parse().unwrap());
+        return response;
+    }
+    let content_type = req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.split(';').next().unwrap_or("").trim() != CONTENT_TYPE {
+        return plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("use content-type: {CONTENT_TYPE} (got `{content_type}`)"),
+        );
+    }
+    let (tx, rx) = mpsc::channel(CHANNEL_FRAMES);
+    tokio::spawn(session::run(state, session, edge, peer, req.into_body(), tx, shutdown));
+    let mut response = Response::new(FrameBody(rx).boxed());
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, CONTENT_TYPE.parse().unwrap());
+    response
+}
+
+/// The `reason` label of a refused handshake (one of [`crate::metrics::REFUSALS`]).
+pub fn refusal_reason(error: &HandshakeError) -> &'static str {
+    let io = match error {
+        HandshakeError::TimedOut(_) => return "timeout",
+        HandshakeError::Failed(io) => io,
+    };
+    let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<RustlsError>()) else { return "other" };
+    match tls {
+        RustlsError::NoCertificatesPresented => "no_certificate",
+        RustlsError::InvalidCertificate(e) => match e {
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => "unknown_ca",
+            CertificateError::Revoked => "revoked",
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
+            CertificateError::Other(other) if other.to_string().contains("allowed edges") => "not_allowed",
+            CertificateError::ApplicationVerificationFailure => "not_allowed",
+            _ => "other",
+        },
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(e: RustlsError) -> HandshakeError {
+        HandshakeError::Failed(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    #[test]
+    fn refusals_are_classified_by_the_rustls_reason() {
+        assert_eq!(refusal_reason(&failed(RustlsError::NoCertificatesPresented)), "no_certificate");
+        let cert = |e| failed(RustlsError::InvalidCertificate(e));
+        assert_eq!(refusal_reason(&cert(CertificateError::UnknownIssuer)), "unknown_ca");
+        assert_eq!(refusal_reason(&cert(CertificateError::Revoked)), "revoked");
+        assert_eq!(refusal_reason(&cert(CertificateError::Expired)), "expired");
+        assert_eq!(refusal_reason(&HandshakeError::TimedOut(Duration::from_secs(1))), "timeout");
+        let io = HandshakeError::Failed(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof"));
+        assert_eq!(refusal_reason(&io), "other");
+        for reason in ["no_certificate", "unknown_ca", "revoked", "expired", "timeout", "other"] {
+            assert!(crate::metrics::REFUSALS.contains(&reason));
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! One queue stream (`POST /v1/stream`) of one edge: `Hello` both ways, the policy, then the
+//! tasks of every queue from the edge's resume offsets, pushed as the API appends more, within
+//! the flow-control window; acks become watermarks and failure reports in the store.
+//!
+//! The session is one task waiting on everything at once (the edge's frames, the "appended"
+//! signal, policy changes, a newer stream of the same edge, shutdown, the heartbeat and idle
+//! timers, room in the response body): there is no polling interval anywhere.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use edgepurge_control_store::{BatchId, ControlStore, Error as StoreError, QueuedTask};
+use edgepurge_wire::{ControlFrame, Decoder, EdgeFrame, Offset, QueueId, WireTask, PROTOCOL_VERSION};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep_until, Instant};
+
+use super::flow::Flow;
+use super::report::ReportWriter;
+use crate::api::AppState;
+use crate::now_ms;
+
+/// Most tasks in one `Tasks` frame (the protocol's limit).
+pub const MAX_TASKS_PER_FRAME: usize = 1000;
+
+/// What a session needs besides the shared state.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Idle time before a heartbeat; silence for 3× this ends the stream.
+    pub heartbeat: Duration,
+    /// This node's id, sent in `Hello`.
+    pub control_id: String,
+}
+
+/// The stable task id the wire carries: the queue in the top 16 bits, the offset below (the
+/// store's rows have no id of their own in `QueuedTask`, and (queue, offset) is unique and never
+/// reused on a control node).
+pub fn task_id(queue: QueueId, offset: Offset) -> u64 {
+    (u64::from(queue) << 48) | (offset & ((1 << 48) - 1))
+}
+
+/// Why a session ended (logged; the edge reconnects in every case).
+#[derive(Debug)]
+enum End {
+    EdgeClosed,
+    Replaced,
+    Shutdown,
+    Silent(Duration),
+    Protocol(String),
+    Store(StoreError),
+    ResponseGone,
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::EdgeClosed => f.write_str("the edge closed the stream"),
+            End::Replaced => f.write_str("a newer stream of the same edge replaced it"),
+            End::Shutdown => f.write_str("the control node is shutting down"),
+            End::Silent(d) => write!(f, "nothing arrived for {d:?} (3 heartbeats)"),
+            End::Protocol(m) => write!(f, "protocol error: {m}"),
+            End::Store(e) => write!(f, "store error: {e}"),
+            End::ResponseGone => f.write_str("the connection closed"),
+        }
+    }
+}
+
+/// The session's state besides the I/O.
+struct Session<'a, S> {
+    state: &'a AppState<S>,
+    edge: String,
+    /// Per queue: the next offset to send.
+    next: Vec<Offset>,
+    /// Per queue: the offset the next append will get, as last read from the store.
+    head: Vec<Offset>,
+    flow: Flow,
+    outbox: VecDeque<(Bytes, &'static str, u64, u64)>,
+    tenants: HashMap<BatchId, String>,
+    /// Which queue `pump` starts at, rotated so no queue starves the others.
+    start: usize,
+}
+
+/// Runs one stream until it ends; frames for the edge go into `tx`.
+pub async fn run<S: ControlStore + 'static>(
+    state: Arc<AppState<S>>,
+    config: SessionConfig,
+    edge: String,
+    peer: SocketAddr,
+    mut body: Incoming,
+    tx: mpsc::Sender<Bytes>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let silent_after = config.heartbeat * 3;
+    let mut decoder = Decoder::<EdgeFrame>::new();
+    // The edge speaks first.
+    let hello = tokio::select! {
+        hello = first_frame(&mut body, &mut decoder) => hello,
+        _ = tokio::time::sleep(silent_after) => Err(End::Silent(silent_after)),
+        _ = super::stopped(&mut shutdown) => Err(End::Shutdown),
+    };
+    let (resume, buffer_free) = match hello {
+        Ok(EdgeFrame::Hello { protocol_version, resume, buffer_free }) => {
+            let ours =
+                ControlFrame::Hello { protocol_version: PROTOCOL_VERSION, control_id: config.control_id.clone() };
+            if let Err(e) = edgepurge_wire::check_version(protocol_version) {
+                tracing::error!(%edge, %peer, error = %e, "queue stream refused: protocol versions differ");
+                // Our Hello tells the edge which version we speak; then the stream ends.
+                if let Ok(bytes) = edgepurge_wire::encode(&ours) {
+                    let _ = tx.send(bytes).await;
+                }
+                return;
+            }
+            let Ok(bytes) = edgepurge_wire::encode(&ours) else { return };
+            if tx.send(bytes).await.is_err() {
+                return;
+            }
+            state.queue.metrics.frame_sent("Hello", 0, 0);
+            (resume, buffer_free)
+        }
+        Ok(other) => {
+            return tracing::warn!(%edge, %peer, frame = other.name(), "queue stream refused: expected Hello first")
+        }
+        Err(end) => return tracing::info!(%edge, %peer, reason = %end, "queue stream ended before Hello"),
+    };
+    let at = now_ms();
+    if let Err(e) = state.store.register_edge(&edge, at).await {
+        return tracing::error!(%edge, error = %e, "queue stream refused: the edge cannot be registered");
+    }
+    state.queue.metrics.stream_opened();
+    let registration = state.queue.register(&edge, peer, at);
+    tracing::info!(%edge, %peer, ?resume, buffer_free, "edge connected");
+
+    let queues = state.store.queue_count() as usize;
+    let mut next = vec![1; queues];
+    for &(queue, offset) in &resume {
+        match next.get_mut(queue as usize) {
+            Some(slot) => *slot = offset,
+            None => tracing::warn!(%edge, queue, "resume names a queue this node does not have; ignored"),
+        }
+    }
+    let mut session = Session {
+        state: &state,
+        edge: edge.clone(),
+        next,
+        head: vec![1; queues],
+        flow: Flow::new(&resume, buffer_free),
+        outbox: VecDeque::new(),
+        tenants: HashMap::new(),
+        start: 0,
+    };
+    let writer = ReportWriter::spawn(state.clone(), edge.clone());
+    let mut appended = state.queue.subscribe_appended();
+    let mut policy = state.queue.subscribe_policy();
+    let current = policy.borrow_and_update().clone();
+    if let Some(p) = current {
+        session.push(&p.frame());
+    }
+    appended.borrow_and_update();
+    let mut ended = session.refresh_and_pump().await.err();
+
+    let now = Instant::now();
+    let (mut last_sent, mut last_received) = (now, now);
+    while ended.is_none() {
+        let heartbeat_at = last_sent + config.heartbeat;
+        let silent_at = last_received + silent_after;
+        tokio::select! {
+            _ = registration.replaced.notified() => ended = Some(End::Replaced),
+            _ = super::stopped(&mut shutdown) => ended = Some(End::Shutdown),
+            _ = tx.closed() => ended = Some(End::ResponseGone),
+            frame = body.frame() => {
+                last_received = Instant::now();
+                match frame {
+                    None => ended = Some(End::EdgeClosed),
+                    Some(Err(e)) => ended = Some(End::Protocol(format!("reading the stream: {e}"))),
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            decoder.push(&data);
+                            ended = session.handle_frames(&mut decoder, &registration, &writer).await.err();
+                        }
+                    }
+                }
+            }
+            permit = tx.reserve(), if !session.outbox.is_empty() => match permit {
+                Ok(permit) => {
+                    let (bytes, name, tasks, task_bytes) = session.outbox.pop_front().expect("not empty");
+                    permit.send(bytes);
+                    state.queue.metrics.frame_sent(name, tasks, task_bytes);
+                    last_sent = Instant::now();
+                }
+                Err(_) => ended = Some(End::ResponseGone),
+            },
+            changed = appended.changed() => {
+                if changed.is_ok() {
+                    appended.borrow_and_update();
+                    ended = session.refresh_and_pump().await.err();
+                }
+            }
+            changed = policy.changed() => {
+                if changed.is_ok() {
+                    let current = policy.borrow_and_update().clone();
+                    if let Some(p) = current {
+                        tracing::info!(%edge, policy = %p.name, version = %p.version, "sending the new policy");
+                        session.push(&p.frame());
+                    }
+                }
+            }
+            _ = sleep_until(heartbeat_at), if session.outbox.is_empty() => {
+                session.push(&ControlFrame::Heartbeat { at_ms: now_ms() });
+                // Counted as sent when it leaves the outbox; until then do not queue another.
+                last_sent = Instant::now();
+            }
+            _ = sleep_until(silent_at) => ended = Some(End::Silent(silent_after)),
+        }
+    }
+    let end = ended.expect("the loop ends with a reason");
+    writer.finish().await;
+    match end {
+        End::Store(_) | End::Protocol(_) | End::Silent(_) => {
+            tracing::warn!(%edge, %peer, reason = %end, "queue stream ended")
+        }
+        _ => tracing::info!(%edge, %peer, reason = %end, "queue stream ended"),
+    }
+    drop(registration);
+}
+
+/// Reads until the first complete frame.
+async fn first_frame(body: &mut Incoming, decoder: &mut Decoder<EdgeFrame>) -> Result<EdgeFrame, End> {
+    loop {
+        if let Some(frame) = decoder.next_frame().map_err(|e| End::Protocol(e.to_string()))? {
+            return Ok(frame);
+        }
+        match body.frame().await {
+            None => return Err(End::EdgeClosed),
+            Some(Err(e)) => return Err(End::Protocol(format!("reading the stream: {e}"))),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    decoder.push(&data);
+                }
+            }
+        }
+    }
+}
+
+impl<S: ControlStore> Session<'_, S> {
+    /// Queues a frame for the edge.
+    fn push(&mut self, frame: &ControlFrame) {
+        let (tasks, bytes) = match frame {
+            ControlFrame::Tasks { tasks, .. } => (tasks.len() as u64, tasks.iter().map(|t| t.size_bytes).sum()),
+            _ => (0, 0),
+        };
+        match edgepurge_wire::encode(frame) {
+            Ok(encoded) => self.outbox.push_back((encoded, frame.name(), tasks, bytes)),
+            Err(e) => tracing::error!(edge = %self.edge, error = %e, "cannot encode a frame; not sent"),
+        }
+    }
+
+    /// Handles every complete frame in `decoder`.
+    async fn handle_frames(
+        &mut self,
+        decoder: &mut Decoder<EdgeFrame>,
+        registration: &super::hub::Registration<'_>,
+        writer: &ReportWriter,
+    ) -> Result<(), End> {
+        let mut acked = false;
+        while let Some(frame) = decoder.next_frame().map_err(|e| End::Protocol(e.to_string()))? {
+            match frame {
+                EdgeFrame::Hello { .. } => return Err(End::Protocol("a second Hello on the stream".into())),
+                EdgeFrame::Heartbeat { .. } => {}
+                EdgeFrame::Ack { received, applied, failures, buffer_free } => {
+                    self.state.queue.metrics.ack();
+                    self.flow.ack(&received, buffer_free);
+                    registration.ack(&received, &applied, now_ms());
+                    writer.add(&applied, failures);
+                    acked = true;
+                }
+                EdgeFrame::PolicyLoaded { name, version, sha256, error } => {
+                    match &error {
+                        None => tracing::info!(edge = %self.edge, policy = %name, %version, "edge loaded the policy"),
+                        Some(e) => {
+                            tracing::warn!(edge = %self.edge, policy = %name, %version, error = %e, "edge refused the policy")
+                        }
+                    }
+                    let policy = edgepurge_control_store::EdgePolicy { name, version, sha256, error };
+                    if let Err(e) = self.state.store.set_edge_policy(&self.edge, policy, now_ms()).await {
+                        tracing::warn!(edge = %self.edge, error = %e, "cannot record the edge's policy report");
+                    }
+                }
+            }
+        }
+        if acked {
+            // The window may have opened.
+            self.pump().await?;
+        }
+        Ok(())
+    }
+
+    /// Re-reads where each queue's log ends (after an append), then sends what fits.
+    async fn refresh_and_pump(&mut self) -> Result<(), End> {
+        for info in self.state.store.queue_info().await.map_err(End::Store)? {
+            if let Some(head) = self.head.get_mut(info.queue as usize) {
+                *head = info.next;
+            }
+        }
+        self.pump().await
+    }
+
+    /// Sends tasks from every queue, round-robin by frame, while the window has room.
+    async fn pump(&mut self) -> Result<(), End> {
+        let queues = self.next.len();
+        let mut blocked = vec![false; queues];
+        let mut i = self.start;
+        self.start = (self.start + 1) % queues.max(1);
+        // One frame per queue per round, so a deep queue does not hold back the others.
+        while blocked.iter().any(|b| !b) {
+            let q = i % queues;
+            i += 1;
+            if blocked[q] {
+                continue;
+            }
+            blocked[q] = !self.send_one(q as QueueId).await?;
+        }
+        Ok(())
+    }
+
+    /// Queues one frame of queue `q` (or a `Trimmed`); false when nothing more can go now.
+    async fn send_one(&mut self, q: QueueId) -> Result<bool, End> {
+        let from = self.next[q as usize];
+        if from >= self.head[q as usize] || self.flow.room() == 0 {
+            return Ok(false);
+        }
+        let tasks = match self.state.store.read(q, from, MAX_TASKS_PER_FRAME).await {
+            Ok(tasks) => tasks,
+            Err(StoreError::Trimmed { first, .. }) => {
+                tracing::warn!(edge = %self.edge, queue = q, from, first, "resume offset was trimmed; sending Trimmed");
+                self.push(&ControlFrame::Trimmed { queue: q, first_retained: first });
+                self.flow.trimmed(q, first);
+                self.next[q as usize] = first;
+                return Ok(true);
+            }
+            Err(e) => return Err(End::Store(e)),
+        };
+        let Some(first) = tasks.first().map(|t| t.at.offset) else { return Ok(false) };
+        let mut wire = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            if task.at.offset != first + wire.len() as u64 || !self.flow.fits(task.size_bytes) {
+                break;
+            }
+            self.flow.sent(q, task.at.offset, task.size_bytes);
+            wire.push(self.wire_task(task).await);
+        }
+        if wire.is_empty() {
+            return Ok(false);
+        }
+        self.next[q as usize] = first + wire.len() as u64;
+        self.push(&ControlFrame::Tasks { queue: q, first_offset: first, tasks: wire });
+        Ok(true)
+    }
+
+    /// The wire form of a stored task; the tenant is the submitting token's name.
+    async fn wire_task(&mut self, task: QueuedTask) -> WireTask {
+        if !self.tenants.contains_key(&task.batch) {
+            if self.tenants.len() > 10_000 {
+                self.tenants.clear();
+            }
+            // A batch whose record expired (or a failed read) sends an empty tenant: the edge
+            // uses it for logs only.
+            let name = match self.state.store.batch(task.batch).await {
+                Ok(Some(batch)) => batch.token_name,
+                _ => String::new(),
+            };
+            self.tenants.insert(task.batch, name);
+        }
+        WireTask {
+            id: task_id(task.at.queue, task.at.offset),
+            kind: task.kind.into(),
+            target: task.target,
+            soft: task.soft,
+            size_bytes: task.size_bytes,
+            host: task.host,
+            tenant: self.tenants[&task.batch].clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_ids_are_unique_per_queue_and_offset() {
+        assert_eq!(task_id(0, 1), 1);
+        assert_ne!(task_id(1, 1), task_id(0, 1));
+        assert_eq!(task_id(3, 7) >> 48, 3);
+        assert_eq!(task_id(3, 7) & 0xffff_ffff_ffff, 7);
+    }
+
+    #[test]
+    fn end_reasons_read_as_sentences() {
+        assert_eq!(End::Silent(Duration::from_secs(15)).to_string(), "nothing arrived for 15s (3 heartbeats)");
+        assert!(End::Replaced.to_string().contains("newer stream"));
+    }
+}
