@@ -1,8 +1,10 @@
 //! `GET /v1/purges/{id}/events`: the status document as Server-Sent Events, one `progress` event
 //! whenever it changes, ending after the event that says `done`.
 //!
-//! Progress is computed from watermarks on demand, so the stream polls the store (every
-//! [`POLL`]) and sends only changes; SSE keep-alive comments hold idle connections open.
+//! Progress is computed from watermarks on demand: the stream re-reads it when the queue server
+//! records an edge's progress (at most every [`MIN_GAP`], so a burst of acks costs one read), and
+//! every [`POLL`] in any case (decommissions, another control node's writes); it sends only
+//! changes. SSE keep-alive comments hold idle connections open.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,8 +20,10 @@ use futures_util::stream;
 use crate::api::{authenticate, progress_view, AppState};
 use crate::Error;
 
-/// How often an open stream re-reads the batch's progress.
+/// How often an open stream re-reads the batch's progress when nothing woke it.
 pub const POLL: Duration = Duration::from_millis(500);
+/// The least time between two reads of one stream.
+pub const MIN_GAP: Duration = Duration::from_millis(20);
 
 /// Where one stream is.
 struct Cursor<S> {
@@ -27,6 +31,8 @@ struct Cursor<S> {
     token: ApiToken,
     id: String,
     last: Option<serde_json::Value>,
+    progressed: tokio::sync::watch::Receiver<u64>,
+    read_at: tokio::time::Instant,
     first: bool,
     finished: bool,
 }
@@ -40,15 +46,22 @@ pub async fn events<S: ControlStore + 'static>(
     let token = authenticate(&state.store, &headers).await?;
     // Answer 404 (not an empty stream) for a batch the token cannot see.
     progress_view(&state.store, &token, &id).await?;
-    let cursor = Cursor { state, token, id, last: None, first: true, finished: false };
+    let progressed = state.queue.subscribe_progressed();
+    let read_at = tokio::time::Instant::now();
+    let cursor = Cursor { state, token, id, last: None, progressed, read_at, first: true, finished: false };
     let events = stream::unfold(cursor, |mut c| async move {
         if c.finished {
             return None;
         }
         loop {
             if !std::mem::take(&mut c.first) {
-                tokio::time::sleep(POLL).await;
+                tokio::select! {
+                    _ = c.progressed.changed() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+                tokio::time::sleep_until(c.read_at + MIN_GAP).await;
             }
+            c.read_at = tokio::time::Instant::now();
             let event = match progress_view(&c.state.store, &c.token, &c.id).await {
                 Ok((view, done)) if c.last.as_ref() != Some(&view) => {
                     c.finished = done;

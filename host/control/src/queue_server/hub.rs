@@ -75,6 +75,7 @@ struct Slot {
 /// The queue server's shared state. `Default` makes one with no policy and no edge.
 pub struct QueueHub {
     appended: watch::Sender<u64>,
+    progressed: watch::Sender<u64>,
     policy: watch::Sender<Option<Arc<PublishedPolicy>>>,
     edges: Mutex<HashMap<String, Slot>>,
     next_session: AtomicU64,
@@ -86,6 +87,7 @@ impl Default for QueueHub {
     fn default() -> Self {
         QueueHub {
             appended: watch::channel(0).0,
+            progressed: watch::channel(0).0,
             policy: watch::channel(None).0,
             edges: Mutex::default(),
             next_session: AtomicU64::new(1),
@@ -118,6 +120,17 @@ impl QueueHub {
     /// A receiver that changes at every [`QueueHub::notify_appended`].
     pub fn subscribe_appended(&self) -> watch::Receiver<u64> {
         self.appended.subscribe()
+    }
+
+    /// Wakes every status stream: an edge's progress was recorded (call after a successful
+    /// `record_report`), so `GET /v1/purges/{id}/events` answers without waiting for its poll.
+    pub fn notify_progressed(&self) {
+        self.progressed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes at every [`QueueHub::notify_progressed`].
+    pub fn subscribe_progressed(&self) -> watch::Receiver<u64> {
+        self.progressed.subscribe()
     }
 
     /// Sets the policy edges should run and sends it to every connected edge. `None` (the

@@ -90,8 +90,11 @@ async fn write_loop<S: ControlStore>(
         };
         if !report.applied.is_empty() || !report.failures.is_empty() {
             match state.store.record_report(&edge, report, now_ms()).await {
-                Ok(0) => {}
-                Ok(skipped) => tracing::debug!(%edge, skipped, "failure reports for tasks no longer in the log"),
+                Ok(0) => state.queue.notify_progressed(),
+                Ok(skipped) => {
+                    state.queue.notify_progressed();
+                    tracing::debug!(%edge, skipped, "failure reports for tasks no longer in the log");
+                }
                 // The edge will ack higher offsets again; a later write carries the watermarks.
                 Err(e) => {
                     tracing::warn!(%edge, error = %e, "cannot record the edge's progress");
