@@ -1,6 +1,7 @@
 //! The admin listener: `POST /purge` (a purge or warm task as JSON), `GET /policy` (what is
 //! serving), `PUT /policy` (install an uploaded component), `POST /policy/reload` (re-read the
-//! configured file), `GET /metrics` (Prometheus).
+//! configured file), `GET /control` (the control consumer's nodes and watermarks), `GET /metrics`
+//! (Prometheus).
 //! Keep it on loopback or a private network: it has no authentication of its own.
 
 use std::fmt::Write as _;
@@ -15,7 +16,8 @@ use hyper::body::Incoming;
 
 use crate::origin::{ProxyBody, Shared};
 use crate::proxy::{full, text};
-use crate::warm;
+use crate::purge::PurgeReport;
+use crate::warm::{self, WarmReport};
 
 /// Largest accepted `POST /purge` body.
 const MAX_TASK_BYTES: usize = 1 << 20;
@@ -30,6 +32,53 @@ pub(crate) fn json(status: StatusCode, body: String) -> Response<ProxyBody> {
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+/// What applying one task did.
+pub(crate) struct Applied {
+    /// The executor's report.
+    pub report: PurgeReport,
+    /// For a warm task, the fetch.
+    pub warmed: Option<WarmReport>,
+}
+
+impl Applied {
+    /// The report as `POST /purge` answers it (with `warmed` for a warm task).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut body = serde_json::to_value(&self.report).unwrap_or_default();
+        if let (Some(warmed), Some(object)) = (&self.warmed, body.as_object_mut()) {
+            object.insert("warmed".into(), serde_json::to_value(warmed).unwrap_or_default());
+        }
+        body
+    }
+}
+
+/// Why a task could not be applied as asked.
+#[derive(Debug)]
+pub(crate) enum TaskError {
+    /// The target is invalid for its kind; nothing was purged.
+    Invalid(String),
+    /// A warm task's fetch failed.
+    Warm(String),
+}
+
+impl std::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskError::Invalid(e) | TaskError::Warm(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Applies one purge or warm task: `scope-purge` and the store purges, then the warm fetch.
+/// The one path for `POST /purge` and tasks from control.
+pub(crate) async fn apply_task(shared: &Arc<Shared>, task: &Task) -> Result<Applied, TaskError> {
+    let report = shared.purger.apply(task).await.map_err(|e| TaskError::Invalid(e.to_string()))?;
+    let warmed = match &report.warm {
+        None => None,
+        Some(url) => Some(warm::warm(shared, url).await.map_err(TaskError::Warm)?),
+    };
+    Ok(Applied { report, warmed })
 }
 
 /// The admin listener: `POST /purge`, `GET /metrics`.
@@ -47,22 +96,11 @@ pub(crate) async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Resp
                 }
                 Err(e) => return text(StatusCode::BAD_REQUEST, format!("invalid task JSON at `{}`: {}", e.path(), e.inner())),
             };
-            let report = match shared.purger.apply(&task).await {
-                Ok(report) => report,
-                Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
-            };
-            let warmed = match &report.warm {
-                None => None,
-                Some(url) => match warm::warm(shared, url).await {
-                    Ok(warmed) => Some(warmed),
-                    Err(e) => return text(StatusCode::BAD_GATEWAY, e),
-                },
-            };
-            let mut body = serde_json::to_value(&report).unwrap_or_default();
-            if let (Some(warmed), Some(object)) = (warmed, body.as_object_mut()) {
-                object.insert("warmed".into(), serde_json::to_value(warmed).unwrap_or_default());
+            match apply_task(shared, &task).await {
+                Ok(applied) => json(StatusCode::OK, applied.to_json().to_string()),
+                Err(TaskError::Invalid(e)) => text(StatusCode::BAD_REQUEST, e),
+                Err(TaskError::Warm(e)) => text(StatusCode::BAD_GATEWAY, e),
             }
-            json(StatusCode::OK, body.to_string())
         }
         (&Method::GET, "/policy") => json(StatusCode::OK, to_json(&shared.policy.status())),
         (&Method::PUT, "/policy") => {
@@ -83,6 +121,10 @@ pub(crate) async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Resp
             Ok(status) => json(StatusCode::OK, to_json(&status)),
             Err(e) => text(StatusCode::UNPROCESSABLE_ENTITY, format!("{e}; the previous policy keeps serving")),
         },
+        (&Method::GET, "/control") => match shared.control.get() {
+            Some(status) => json(StatusCode::OK, status.report().await.to_string()),
+            None => json(StatusCode::OK, serde_json::json!({ "enabled": false }).to_string()),
+        },
         (&Method::GET, "/metrics") => {
             let mut resp = text(StatusCode::OK, metrics(shared));
             resp.headers_mut()
@@ -91,7 +133,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Resp
         }
         (method, path) => text(
             StatusCode::NOT_FOUND,
-            format!("no admin endpoint {method} {path}: use POST /purge, GET|PUT /policy, POST /policy/reload or GET /metrics"),
+            format!("no admin endpoint {method} {path}: use POST /purge, GET|PUT /policy, POST /policy/reload, GET /control or GET /metrics"),
         ),
     }
 }

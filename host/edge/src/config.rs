@@ -35,6 +35,144 @@ pub struct EdgeConfig {
     /// The TLS proxy listener; none means cleartext only.
     #[serde(default)]
     pub tls: Option<TlsSection>,
+    /// The control nodes to consume purge tasks and policies from; none means standalone (purges
+    /// only through the admin listener).
+    #[serde(default)]
+    pub control: Option<ControlSection>,
+}
+
+/// `[control]`: the control nodes' queue servers this edge streams tasks and policies from, over
+/// mutual TLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ControlSection {
+    /// The queue servers, `https://host:port`, all connected at once.
+    pub nodes: Vec<String>,
+    /// PEM file of the CA that signed the control certificates.
+    pub ca: PathBuf,
+    /// PEM file of this edge's client certificate (its identity).
+    pub cert: PathBuf,
+    /// PEM file of that certificate's private key.
+    pub key: PathBuf,
+    /// PEM file of the CA's certificate revocation list.
+    #[serde(default)]
+    pub crl: Option<PathBuf>,
+    /// The name to verify in the control certificates (default: the host of each node URL).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Directory of the receive buffer (created if missing).
+    pub state_dir: PathBuf,
+    /// Receive buffer capacity in bytes (task sizes received but not yet applied).
+    #[serde(default = "default_buffer_bytes")]
+    pub buffer_bytes: u64,
+    /// Idle time after which a heartbeat is sent; 3× without anything received drops the stream.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+}
+
+/// One parsed `[control] nodes` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlNode {
+    /// The URL as configured.
+    pub url: String,
+    /// Host name or IP address (without brackets).
+    pub host: String,
+    /// Port (443 when the URL names none).
+    pub port: u16,
+}
+
+impl ControlSection {
+    /// The parsed node URLs (validated when the config was loaded).
+    pub fn parsed_nodes(&self) -> Vec<ControlNode> {
+        self.nodes.iter().filter_map(|url| parse_node(url).ok()).collect()
+    }
+
+    /// The heartbeat interval.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.nodes.is_empty() {
+            return Err(ConfigError::Invalid(
+                "control.nodes is empty: list at least one queue server, e.g. [\"https://control-1:7443\"], or \
+                 remove [control] to run standalone"
+                    .into(),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for url in &self.nodes {
+            let node = parse_node(url).map_err(|reason| {
+                ConfigError::Invalid(format!("control.nodes: `{url}` {reason} (expected https://host:port)"))
+            })?;
+            if !seen.insert((node.host.to_ascii_lowercase(), node.port)) {
+                return Err(ConfigError::Invalid(format!("control.nodes: `{url}` is listed twice")));
+            }
+        }
+        file_exists("control.ca", &self.ca)?;
+        file_exists("control.cert", &self.cert)?;
+        file_exists("control.key", &self.key)?;
+        if let Some(crl) = &self.crl {
+            file_exists("control.crl", crl)?;
+        }
+        if let Some(name) = &self.server_name {
+            if rustls_pki_name(name).is_err() {
+                return Err(ConfigError::Invalid(format!(
+                    "control.server-name `{name}` is not a DNS name or IP address"
+                )));
+            }
+        }
+        if self.state_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid(
+                "control.state-dir is empty: name a directory for the receive buffer".into(),
+            ));
+        }
+        if self.buffer_bytes < MIN_BUFFER_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "control.buffer-bytes ({}) is below the minimum of {MIN_BUFFER_BYTES}",
+                self.buffer_bytes
+            )));
+        }
+        if !(100..=600_000).contains(&self.heartbeat_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "control.heartbeat-ms ({}) must be between 100 and 600000",
+                self.heartbeat_ms
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The smallest receive buffer accepted (64 KiB).
+pub const MIN_BUFFER_BYTES: u64 = 64 * 1024;
+
+fn default_buffer_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
+fn default_heartbeat_ms() -> u64 {
+    5_000
+}
+
+fn rustls_pki_name(name: &str) -> Result<(), ()> {
+    edgepurge_tls::rustls::pki_types::ServerName::try_from(name.to_owned()).map(|_| ()).map_err(|_| ())
+}
+
+/// Parses `https://host[:port][/]`.
+fn parse_node(url: &str) -> Result<ControlNode, &'static str> {
+    let uri: http::Uri = url.parse().map_err(|_| "is not a URL")?;
+    if uri.scheme_str() != Some("https") {
+        return Err("must start with https://");
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err("must not have a path or query");
+    }
+    let host = uri.host().ok_or("has no host")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    if rustls_pki_name(&host).is_err() {
+        return Err("has a host that is not a DNS name or IP address");
+    }
+    Ok(ControlNode { url: url.to_owned(), host, port: uri.port_u16().unwrap_or(443) })
 }
 
 /// Where requests for one host go.
@@ -234,6 +372,9 @@ impl EdgeConfig {
         if self.collapse.max_waiters == 0 {
             return Err(ConfigError::Invalid("collapse.max-waiters must be at least 1".into()));
         }
+        if let Some(control) = &self.control {
+            control.validate()?;
+        }
         Ok(())
     }
 
@@ -324,5 +465,35 @@ mod tests {
         assert_eq!(config.origins[0].ca_file.as_deref(), Some(std::path::Path::new(&pem.to_string())));
         let err = EdgeConfig::parse(&origin(&missing.to_string()), "e.toml").unwrap_err().to_string();
         assert!(err.contains("`a.com`: ca-file") && err.contains("missing.pem"), "{err}");
+    }
+
+    #[test]
+    fn control_section_is_optional_and_checked() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let pem = dir.path().join("p.pem");
+        std::fs::write(&pem, "x").unwrap();
+        let pem = pem.display();
+        let base = "listen = \"127.0.0.1:1\"\n";
+        assert!(EdgeConfig::parse(base, "e.toml").unwrap().control.is_none());
+        let control = |extra: &str| {
+            format!("{base}[control]\nca = \"{pem}\"\ncert = \"{pem}\"\nkey = \"{pem}\"\nstate-dir = \"s\"\n{extra}")
+        };
+        let config = EdgeConfig::parse(&control("nodes = [\"https://127.0.0.1:7443\", \"https://c2\"]"), "e")
+            .unwrap()
+            .control
+            .unwrap();
+        assert_eq!((config.buffer_bytes, config.heartbeat_ms), (64 << 20, 5000));
+        let nodes = config.parsed_nodes();
+        assert_eq!((nodes[0].host.as_str(), nodes[0].port), ("127.0.0.1", 7443));
+        assert_eq!((nodes[1].host.as_str(), nodes[1].port), ("c2", 443));
+        let err = |extra: &str| EdgeConfig::parse(&control(extra), "e").unwrap_err().to_string();
+        assert!(err("nodes = []").contains("control.nodes is empty"));
+        assert!(err("nodes = [\"http://c:1\"]").contains("https://"));
+        assert!(err("nodes = [\"https://c:1/x\"]").contains("path"));
+        assert!(err("nodes = [\"https://c:1\", \"https://C:1\"]").contains("twice"));
+        assert!(err("nodes = [\"https://c\"]\nheartbeat-ms = 1").contains("heartbeat-ms"));
+        assert!(err("nodes = [\"https://c\"]\nbuffer-bytes = 10").contains("buffer-bytes"));
+        assert!(err("nodes = [\"https://c\"]\ncrl = \"/nonexistent/crl.pem\"").contains("control.crl"));
+        assert!(err("nodes = [\"https://c\"]\nnode = 1").contains("node"));
     }
 }

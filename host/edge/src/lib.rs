@@ -7,6 +7,8 @@
 //! - [`fill`] — collapsed fills: one origin request per key, streamed to every waiter, with the
 //!   S4.1 waiter threshold.
 //! - [`config`] — `edge.toml`.
+//! - `consumer` — with `[control]`: tasks and policies streamed from control nodes into a durable
+//!   receive buffer ([`consumer::buffer`]) and applied.
 //! - [`metrics`] — request, origin and policy-call counters for `/metrics`.
 //! - [`purge`] — tasks through `scope-purge` into constant-time store purges.
 //! - [`policy_slot`] — the swappable current policy (SIGHUP, `PUT /policy`).
@@ -17,6 +19,7 @@
 
 mod admin;
 pub mod config;
+pub mod consumer;
 pub mod fill;
 pub mod http_cache;
 pub mod metrics;

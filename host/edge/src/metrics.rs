@@ -1,6 +1,7 @@
 //! The edge's own request metrics (the store and fill engines keep theirs): requests by cache
 //! outcome and status class, origin requests and their latency, policy calls by hook and by who
-//! decided. Lock-free counters, written as Prometheus text by the admin listener.
+//! decided, and the control consumer's ([`ControlMetrics`]). Lock-free counters, written as
+//! Prometheus text by the admin listener.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +38,104 @@ pub struct EdgeMetrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_micros: AtomicU64,
     policy_calls: [[AtomicU64; DECIDERS.len()]; HOOKS.len()],
+    /// The control consumer's counters.
+    pub control: ControlMetrics,
+}
+
+/// The control consumer's counters and gauges (all zero on a standalone edge).
+#[derive(Default)]
+pub struct ControlMetrics {
+    /// Tasks durably written to the receive buffer.
+    pub tasks_received: AtomicU64,
+    /// Tasks applied (failed ones included).
+    pub tasks_applied: AtomicU64,
+    /// Tasks applied that failed (bad target, warm failure).
+    pub tasks_failed: AtomicU64,
+    /// Tasks received again at offsets already held, ignored.
+    pub duplicates: AtomicU64,
+    /// `Trimmed` frames: everything was purged.
+    pub trimmed: AtomicU64,
+    /// Control nodes connected now.
+    pub connected: AtomicU64,
+    /// Connection attempts after the first, per node.
+    pub reconnects: AtomicU64,
+    /// Receive buffer bytes held (received, not applied).
+    pub buffer_bytes: AtomicU64,
+    /// Policies from control installed.
+    pub policies_installed: AtomicU64,
+    /// Policies from control refused.
+    pub policies_refused: AtomicU64,
+}
+
+impl ControlMetrics {
+    /// Adds `n` to `counter`.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn write(&self, out: &mut String) {
+        let series: [(&str, &str, &str, &AtomicU64); 10] = [
+            (
+                "edgepurge_control_tasks_received_total",
+                "counter",
+                "Tasks from control durably received.",
+                &self.tasks_received,
+            ),
+            (
+                "edgepurge_control_tasks_applied_total",
+                "counter",
+                "Tasks from control applied (failed ones too).",
+                &self.tasks_applied,
+            ),
+            (
+                "edgepurge_control_tasks_failed_total",
+                "counter",
+                "Tasks from control that failed when applied.",
+                &self.tasks_failed,
+            ),
+            (
+                "edgepurge_control_duplicates_total",
+                "counter",
+                "Tasks received again at offsets already held (ignored).",
+                &self.duplicates,
+            ),
+            (
+                "edgepurge_control_trimmed_total",
+                "counter",
+                "Trimmed notices from control (everything was purged).",
+                &self.trimmed,
+            ),
+            ("edgepurge_control_connected_nodes", "gauge", "Control nodes connected now.", &self.connected),
+            (
+                "edgepurge_control_reconnects_total",
+                "counter",
+                "Connection attempts to control nodes after the first.",
+                &self.reconnects,
+            ),
+            (
+                "edgepurge_control_buffer_bytes",
+                "gauge",
+                "Receive buffer bytes received but not yet applied.",
+                &self.buffer_bytes,
+            ),
+            (
+                "edgepurge_control_policies_installed_total",
+                "counter",
+                "Policies from control installed.",
+                &self.policies_installed,
+            ),
+            (
+                "edgepurge_control_policies_refused_total",
+                "counter",
+                "Policies from control refused.",
+                &self.policies_refused,
+            ),
+        ];
+        for (name, kind, help, value) in series {
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value.load(Ordering::Relaxed));
+        }
+    }
 }
 
 /// The outcome label for a response's `Cache-Status` value (`none` when there is none).
@@ -125,6 +224,7 @@ impl EdgeMetrics {
                     writeln!(out, "edgepurge_policy_calls_total{{hook=\"{hook}\",decided=\"{decided}\"}} {}", get(c));
             }
         }
+        self.control.write(out);
     }
 }
 
@@ -164,5 +264,10 @@ mod tests {
         assert!(out.contains("edgepurge_origin_latency_seconds_bucket{le=\"10\"} 1"), "{out}");
         assert!(out.contains("edgepurge_origin_latency_seconds_bucket{le=\"+Inf\"} 2"), "{out}");
         assert!(out.contains("edgepurge_policy_calls_total{hook=\"cache-rules\",decided=\"not-declared\"} 1"), "{out}");
+        ControlMetrics::add(&m.control.tasks_received, 3);
+        let mut out = String::new();
+        m.write(&mut out);
+        assert!(out.contains("edgepurge_control_tasks_received_total 3"), "{out}");
+        assert!(out.contains("edgepurge_control_connected_nodes 0"), "{out}");
     }
 }

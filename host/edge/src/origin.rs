@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     pub policy: PolicySlot,
     pub purger: PurgeExecutor<StoredResponse>,
     pub metrics: Arc<EdgeMetrics>,
+    /// The control consumer's status, when `[control]` is configured (for `GET /control`).
+    pub control: std::sync::OnceLock<Arc<crate::consumer::Status>>,
     /// The origin clients (http and https), one per trust set.
     client: OriginClients,
 }
@@ -69,7 +71,8 @@ impl Shared {
         let metrics = Arc::new(EdgeMetrics::default());
         let purger = PurgeExecutor::new(Arc::clone(&store), policy.clone(), Arc::clone(&metrics))
             .with_query_mode(config.cache.query_mode);
-        Ok(Arc::new(Shared { config, cache_cfg, store, fills, policy, purger, metrics, client }))
+        let control = std::sync::OnceLock::new();
+        Ok(Arc::new(Shared { config, cache_cfg, store, fills, policy, purger, metrics, control, client }))
     }
 
     /// Sends `req` to `origin`, waiting at most its read timeout for the response head.

@@ -52,12 +52,23 @@ pub struct PolicyStatus {
     pub installed_at: u64,
     /// Calls that fell back to the defaults since it was installed.
     pub failures: u64,
+    /// Lowercase hex SHA-256 of the component's bytes (none for the built-in defaults and
+    /// policies installed without their bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 struct Current {
     policy: Arc<LoadedPolicy>,
     source: String,
     installed_at: SystemTime,
+    sha256: Option<String>,
+}
+
+/// Lowercase hex SHA-256 of `bytes`, as policies are identified on the queue transport.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A shared, replaceable policy.
@@ -70,7 +81,7 @@ impl PolicySlot {
     /// A slot holding `policy` (its source described as `builtin` or `initial`).
     pub fn new(policy: LoadedPolicy) -> Self {
         let source = if policy.size() == 0 { "builtin".to_owned() } else { "initial".to_owned() };
-        let current = Current { policy: Arc::new(policy), source, installed_at: SystemTime::now() };
+        let current = Current { policy: Arc::new(policy), source, installed_at: SystemTime::now(), sha256: None };
         PolicySlot { inner: Arc::new(RwLock::new(current)) }
     }
 
@@ -81,12 +92,17 @@ impl PolicySlot {
 
     /// Installs a new policy; calls in flight finish on the old one.
     pub fn replace(&self, policy: LoadedPolicy) {
-        self.install(policy, "replaced".to_owned());
+        self.install(policy, "replaced".to_owned(), None);
     }
 
-    fn install(&self, policy: LoadedPolicy, source: String) {
+    fn install(&self, policy: LoadedPolicy, source: String, sha256: Option<String>) {
         let mut current = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        *current = Current { policy: Arc::new(policy), source, installed_at: SystemTime::now() };
+        *current = Current { policy: Arc::new(policy), source, installed_at: SystemTime::now(), sha256 };
+    }
+
+    /// The SHA-256 of what is serving, when it was installed from bytes.
+    pub fn sha256(&self) -> Option<String> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).sha256.clone()
     }
 
     /// What is serving now.
@@ -100,21 +116,33 @@ impl PolicySlot {
             size_bytes: current.policy.size(),
             installed_at: current.installed_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             failures: current.policy.failures().total(),
+            sha256: current.sha256.clone(),
         }
     }
 
     /// Loads the `[policy]` section (the file, or the built-in defaults when it names none) and
     /// installs it.
     pub async fn reload(&self, section: &PolicySection) -> Result<PolicyStatus, PolicyLoadError> {
-        let (policy, source) = load_section(section).await?;
-        self.install(policy, source);
+        let (policy, source, sha256) = load_section_hashed(section).await?;
+        self.install(policy, source, sha256);
         Ok(self.status())
     }
 
     /// Loads an uploaded component with the configured `[policy.config]` and installs it.
     pub async fn upload(&self, bytes: &[u8], section: &PolicySection) -> Result<PolicyStatus, PolicyLoadError> {
-        let policy = load_bytes(bytes, section, "upload").await?;
-        self.install(policy, "upload".to_owned());
+        self.upload_from(bytes, section, "upload").await
+    }
+
+    /// [`upload`](Self::upload) naming where the bytes came from (`control:<id>` for a policy
+    /// distributed by a control node).
+    pub async fn upload_from(
+        &self,
+        bytes: &[u8],
+        section: &PolicySection,
+        source: &str,
+    ) -> Result<PolicyStatus, PolicyLoadError> {
+        let policy = load_bytes(bytes, section, source).await?;
+        self.install(policy, source.to_owned(), Some(sha256_hex(bytes)));
         Ok(self.status())
     }
 }
@@ -122,12 +150,19 @@ impl PolicySlot {
 /// Loads the policy a `[policy]` section names: its file, or the built-in defaults. Returns the
 /// policy and its source (`builtin` or the path).
 pub async fn load_section(section: &PolicySection) -> Result<(LoadedPolicy, String), PolicyLoadError> {
+    load_section_hashed(section).await.map(|(policy, source, _)| (policy, source))
+}
+
+/// [`load_section`] with the SHA-256 of the file's bytes (none for the built-in defaults).
+async fn load_section_hashed(
+    section: &PolicySection,
+) -> Result<(LoadedPolicy, String, Option<String>), PolicyLoadError> {
     let Some(path) = &section.path else {
-        return Ok((LoadedPolicy::builtin(section.config.clone()), "builtin".to_owned()));
+        return Ok((LoadedPolicy::builtin(section.config.clone()), "builtin".to_owned(), None));
     };
     let from = path.display().to_string();
     let bytes = read(path).await?;
-    Ok((load_bytes(&bytes, section, &from).await?, from))
+    Ok((load_bytes(&bytes, section, &from).await?, from, Some(sha256_hex(&bytes))))
 }
 
 async fn read(path: &PathBuf) -> Result<Vec<u8>, PolicyLoadError> {

@@ -1,6 +1,8 @@
 //! The edge's listeners: the proxy (HTTP/1.1 and HTTP/2 cleartext, hyper-util's auto server),
 //! with `[tls]` the same proxy over TLS (HTTP/2 or HTTP/1.1 by ALPN; rustls set up by
-//! `edgepurge-tls`), and the admin listener (see `admin`), with graceful shutdown.
+//! `edgepurge-tls`), and the admin listener (see `admin`), with graceful shutdown. With
+//! `[control]`, the control consumer (see [`crate::consumer`]) starts with the listeners and
+//! stops on shutdown.
 //!
 //! ```no_run
 //! # async fn f(config: edgepurge_edge::config::EdgeConfig) -> anyhow::Result<()> {
@@ -30,6 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::EdgeConfig;
+use crate::consumer::Consumer;
 use crate::origin::Shared;
 use crate::policy_slot::PolicySlot;
 use crate::{admin, proxy};
@@ -81,6 +84,10 @@ impl Edge {
         let admin = TcpListener::bind(config.admin_listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (admin-listen): {e}", config.admin_listen))?;
+        let consumer = match &config.control {
+            Some(section) => Some(Consumer::prepare(Arc::clone(&self.shared), section.clone()).await?),
+            None => None,
+        };
         let tls = match (self.tls, &config.tls) {
             (Some(acceptor), Some(section)) => {
                 let listener = TcpListener::bind(section.listen)
@@ -90,7 +97,7 @@ impl Edge {
             }
             _ => None,
         };
-        Ok(BoundEdge { shared: self.shared, proxy, admin, tls })
+        Ok(BoundEdge { shared: self.shared, proxy, admin, tls, consumer })
     }
 }
 
@@ -114,6 +121,8 @@ pub struct BoundEdge {
     proxy: TcpListener,
     admin: TcpListener,
     tls: Option<TlsListener>,
+    /// The control consumer, with `[control]`.
+    consumer: Option<Consumer>,
 }
 
 impl BoundEdge {
@@ -141,7 +150,11 @@ impl BoundEdge {
     /// 30 s) for the requests in flight, TLS connections included.
     pub async fn serve(self, shutdown: impl Future) -> anyhow::Result<()> {
         let tls_addr = self.tls_addr();
-        let BoundEdge { shared, proxy, admin, tls } = self;
+        let BoundEdge { shared, proxy, admin, tls, consumer } = self;
+        let consumer = match consumer {
+            Some(consumer) => Some(consumer.start().await),
+            None => None,
+        };
         let _sweeper = shared.store.spawn_sweeper(Duration::from_secs(1), 10_000)?;
         let builder = auto::Builder::new(TokioExecutor::new());
         let graceful = GracefulShutdown::new();
@@ -206,6 +219,9 @@ impl BoundEdge {
             });
         }
         drop((proxy, admin, tls));
+        if let Some(consumer) = consumer {
+            consumer.stop().await;
+        }
         tracing::info!("edge shutting down: draining requests in flight");
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
             tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; closing");

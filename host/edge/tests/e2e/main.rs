@@ -4,6 +4,7 @@
 mod bad_input;
 mod basics;
 mod collapse;
+mod consumer;
 mod operations;
 mod policy;
 mod purges;

@@ -14,6 +14,7 @@
 //! Wasm policies come from `make policies` (`target/policies/<name>.wasm`, hostile fixtures in
 //! `target/fixtures/`); a missing file fails the test saying so.
 
+mod control;
 mod origin;
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +36,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
+pub use control::{FakeControl, FakeStream};
 pub use origin::{http_date_ago, Gate, Origin, Refusing, Reply, PATIENCE};
 
 /// A policy deadline for tests that are not about the deadline (shared, noisy machines).
@@ -80,6 +82,7 @@ pub struct EdgeTest {
     default_host: Option<String>,
     top: Vec<String>,
     policy_file: Option<String>,
+    sections: Vec<String>,
 }
 
 impl Default for EdgeTest {
@@ -110,6 +113,7 @@ impl EdgeTest {
             default_host: None,
             top: Vec::new(),
             policy_file: None,
+            sections: Vec::new(),
         }
     }
 
@@ -174,6 +178,12 @@ impl EdgeTest {
         self
     }
 
+    /// Appends a whole TOML section (e.g. `[control]`) to the configuration.
+    pub fn section(mut self, text: &str) -> EdgeTest {
+        self.sections.push(text.to_owned());
+        self
+    }
+
     /// The configuration text this builder produces.
     pub fn toml(&self) -> String {
         let section = |name: &str, map: &BTreeMap<String, String>| {
@@ -183,11 +193,12 @@ impl EdgeTest {
         let policy_config: String = self.policy_config.iter().map(|(k, v)| format!("{k:?} = {v:?}\n")).collect();
         let policy_path = self.policy_file.as_ref().map(|p| format!("path = {p:?}\n")).unwrap_or_default();
         format!(
-            "listen = \"127.0.0.1:0\"\nadmin-listen = \"127.0.0.1:0\"\n{}{}{}{}[policy]\n{policy_path}[policy.config]\n{policy_config}",
+            "listen = \"127.0.0.1:0\"\nadmin-listen = \"127.0.0.1:0\"\n{}{}{}{}[policy]\n{policy_path}[policy.config]\n{policy_config}{}",
             self.top.concat(),
             self.origins.concat(),
             section("cache", &self.cache),
             section("collapse", &self.collapse),
+            self.sections.concat(),
         )
     }
 

@@ -1,0 +1,248 @@
+//! Applying what control sent: one worker per (node, queue) takes tasks from the receive buffer
+//! in offset order and applies them through the same path as `POST /purge`, then advances the
+//! applied watermark durably and asks the node's connection for an Ack. Queues run concurrently,
+//! each strictly in order; workers sleep on a [`Notify`] the receive path wakes, never polling.
+//!
+//! Also here: `Policy` frames (verify, install, persist) and `Trimmed` (purge everything).
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edgepurge_edge_cache::{PurgeMode, Scope};
+use edgepurge_sdk::Task;
+use edgepurge_wire::{EdgeFrame, Offset, QueueId, TaskFailure};
+use tokio::sync::Notify;
+
+use super::{now_ms, persisted_policy_paths, Inner};
+use crate::admin::{apply_task, TaskError};
+use crate::metrics::ControlMetrics;
+use crate::origin::Shared;
+use crate::policy_slot::sha256_hex;
+
+/// Tasks taken from the buffer per round: one durable watermark write covers them all.
+const BATCH: usize = 200;
+
+/// Wakes the worker of (`key`, `queue`), starting it if it is not running.
+pub(super) fn wake(inner: &Arc<Inner>, key: &str, queue: QueueId) {
+    let (notify, started) = {
+        let mut appliers = inner.appliers.lock().unwrap_or_else(|e| e.into_inner());
+        match appliers.get(&(key.to_owned(), queue)) {
+            Some(notify) => (Arc::clone(notify), false),
+            None => {
+                let notify = Arc::new(Notify::new());
+                appliers.insert((key.to_owned(), queue), Arc::clone(&notify));
+                (notify, true)
+            }
+        }
+    };
+    if started {
+        inner.spawn(worker(Arc::clone(inner), key.to_owned(), queue, Arc::clone(&notify)));
+    }
+    // A permit is stored when the worker is busy, so a wake-up during a batch is not lost.
+    notify.notify_one();
+}
+
+/// Applies (`key`, `queue`) in offset order until the consumer stops.
+async fn worker(inner: Arc<Inner>, key: String, queue: QueueId, notify: Arc<Notify>) {
+    let mut stop = inner.stop.clone();
+    while !inner.stopped() {
+        let (k, q) = (key.clone(), queue);
+        let batch = match inner.buffer.call(move |b| b.pending(&k, q, BATCH)).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::error!(node = %key, queue, error = %e, "cannot read the receive buffer; retrying in 1 s");
+                tokio::select! { _ = tokio::time::sleep(Duration::from_secs(1)) => {}, _ = stop.changed() => {} }
+                continue;
+            }
+        };
+        let Some(&(last, _)) = batch.last() else {
+            tokio::select! { _ = notify.notified() => {}, _ = stop.changed() => {} }
+            continue;
+        };
+        let mut failures = Vec::new();
+        for (offset, task) in batch {
+            if let Err(reason) = apply_one(&inner.shared, Task::from(task)).await {
+                tracing::warn!(node = %key, queue, offset, %reason, "task from control failed (counted as applied)");
+                failures.push(TaskFailure { queue, offset, reason });
+            }
+        }
+        let metrics = inner.metrics();
+        ControlMetrics::add(&metrics.tasks_failed, failures.len() as u64);
+        let (k, q) = (key.clone(), queue);
+        let applied = match inner.buffer.call(move |b| b.mark_applied(&k, q, last)).await {
+            Ok(()) => true,
+            Err(e) => {
+                // Not durable: the batch is applied again after this error clears (purges are
+                // idempotent), so the failures are reported then.
+                tracing::error!(node = %key, queue, error = %e, "cannot record applied tasks; retrying in 1 s");
+                tokio::select! { _ = tokio::time::sleep(Duration::from_secs(1)) => {}, _ = stop.changed() => {} }
+                false
+            }
+        };
+        if applied {
+            let count = inner.buffer.call(|b| Ok(b.used())).await.unwrap_or(0);
+            metrics.buffer_bytes.store(count, Ordering::Relaxed);
+            let link = inner.link(&key);
+            link.failures.lock().unwrap_or_else(|e| e.into_inner()).extend(failures);
+            link.ack.notify_one();
+        }
+    }
+}
+
+/// Applies one task (counting it); `Err` is the reason it failed (it still counts as applied).
+async fn apply_one(shared: &Arc<Shared>, task: Task) -> Result<(), String> {
+    ControlMetrics::add(&shared.metrics.control.tasks_applied, 1);
+    match apply_task(shared, &task).await {
+        Ok(applied) => match &applied.warmed {
+            Some(warmed) if warmed.status >= 500 => Err(format!(
+                "warming {} failed: the edge answered {} ({})",
+                warmed.url, warmed.status, warmed.cache_status
+            )),
+            _ => Ok(()),
+        },
+        Err(TaskError::Invalid(e) | TaskError::Warm(e)) => Err(e),
+    }
+}
+
+/// Handles `Trimmed`: purges everything (the tasks in between are gone, so anything cached may
+/// be stale), records it and moves the queue's watermarks to `first_retained − 1`.
+pub(super) async fn trimmed(
+    inner: &Arc<Inner>,
+    key: &str,
+    queue: QueueId,
+    first_retained: Offset,
+) -> Result<(), super::buffer::BufferError> {
+    inner.shared.store.purge(&Scope::Everything, PurgeMode::Hard);
+    tracing::warn!(
+        node = %key, queue, first_retained,
+        "control trimmed tasks this edge had not received: purged everything (hard) and continuing from there"
+    );
+    ControlMetrics::add(&inner.metrics().trimmed, 1);
+    let k = key.to_owned();
+    inner.buffer.call(move |b| b.trimmed(&k, queue, first_retained, now_ms())).await?;
+    inner.update_buffer_gauge().await;
+    Ok(())
+}
+
+/// What the persisted policy's side file records.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PersistedPolicy {
+    name: String,
+    version: String,
+    sha256: String,
+    control_id: String,
+}
+
+/// Handles `Policy`: verifies the bytes, installs them unless they are what runs, persists
+/// them, and returns the `PolicyLoaded` answer.
+pub(super) async fn policy(
+    inner: &Arc<Inner>,
+    control_id: &str,
+    name: String,
+    version: String,
+    sha256: String,
+    bytes: Vec<u8>,
+) -> EdgeFrame {
+    let computed = sha256_hex(&bytes);
+    let loaded = |error: Option<String>| EdgeFrame::PolicyLoaded {
+        name: name.clone(),
+        version: version.clone(),
+        sha256: computed.clone(),
+        error,
+    };
+    if !computed.eq_ignore_ascii_case(&sha256) {
+        ControlMetrics::add(&inner.metrics().policies_refused, 1);
+        let error = format!(
+            "policy {name} {version}: the bytes hash to {computed}, not the announced {sha256}; the transfer is \
+             corrupt — keeping the current policy"
+        );
+        tracing::error!(node = %control_id, "{error}");
+        return loaded(Some(error));
+    }
+    let slot = &inner.shared.policy;
+    if slot.sha256().as_deref() == Some(computed.as_str()) {
+        tracing::debug!(node = %control_id, %name, %version, "policy from control is already serving");
+        return loaded(None);
+    }
+    let source = format!("control:{control_id}");
+    match slot.upload_from(&bytes, &inner.shared.config.policy, &source).await {
+        Ok(status) => {
+            ControlMetrics::add(&inner.metrics().policies_installed, 1);
+            tracing::info!(node = %control_id, name = %status.name, version = %status.version, sha256 = %computed, "policy from control installed");
+            let record = PersistedPolicy {
+                name: name.clone(),
+                version: version.clone(),
+                sha256: computed.clone(),
+                control_id: control_id.to_owned(),
+            };
+            if let Err(e) = persist_policy(&inner.section.state_dir, bytes, record).await {
+                tracing::warn!(error = %e, "cannot keep the policy from control in state-dir; after a restart the edge serves its configured policy until it reconnects");
+            }
+            loaded(None)
+        }
+        Err(e) => {
+            ControlMetrics::add(&inner.metrics().policies_refused, 1);
+            let error = format!("{e}; the previous policy keeps serving");
+            tracing::error!(node = %control_id, "{error}");
+            loaded(Some(error))
+        }
+    }
+}
+
+/// Writes the policy and its record next to the receive buffer (each via a temporary file and a
+/// rename, so a crash leaves the old pair or the new one).
+async fn persist_policy(state_dir: &Path, bytes: Vec<u8>, record: PersistedPolicy) -> std::io::Result<()> {
+    let (wasm, meta) = persisted_policy_paths(state_dir);
+    let json = serde_json::to_vec_pretty(&record).unwrap_or_default();
+    tokio::task::spawn_blocking(move || {
+        for (path, content) in [(&wasm, bytes), (&meta, json)] {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, content)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Installs the policy last received from control, when `state-dir` holds one whose bytes match
+/// its record; anything else is logged and the configured policy keeps serving.
+pub(super) async fn load_persisted_policy(shared: &Arc<Shared>, state_dir: &Path) {
+    let (wasm, meta) = persisted_policy_paths(state_dir);
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        if !wasm.exists() || !meta.exists() {
+            return Ok(None);
+        }
+        Ok(Some((std::fs::read(&wasm)?, std::fs::read(&meta)?)))
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r);
+    let (bytes, meta) = match read {
+        Ok(Some(files)) => files,
+        Ok(None) => return,
+        Err(e) => {
+            return tracing::warn!(error = %e, "cannot read the persisted policy from control; serving the configured one")
+        }
+    };
+    let record: PersistedPolicy = match serde_json::from_slice(&meta) {
+        Ok(record) => record,
+        Err(e) => {
+            return tracing::warn!(error = %e, "persisted policy record is unreadable; serving the configured one")
+        }
+    };
+    if sha256_hex(&bytes) != record.sha256 {
+        return tracing::warn!("persisted policy from control does not match its sha256; serving the configured one");
+    }
+    let source = format!("control:{} (persisted)", record.control_id);
+    match shared.policy.upload_from(&bytes, &shared.config.policy, &source).await {
+        Ok(_) => {
+            tracing::info!(name = %record.name, version = %record.version, "serving the policy last received from control")
+        }
+        Err(e) => tracing::warn!(error = %e, "persisted policy from control refused; serving the configured one"),
+    }
+}
