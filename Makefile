@@ -15,16 +15,11 @@ FIXTURES := $(notdir $(wildcard tests/fixtures/*))
 
 .PHONY: dev test wasm-target policies build lint unit policy-cases bench clean
 
-## make dev: install the Wasm target if missing, build everything, start the local cluster.
+## make dev: install the Wasm target if missing, build everything, start the local cluster
+## (edgepurge dev: certificates, a control node, 2 edges, a demo origin; Ctrl-C stops it).
+## Options through DEV_ARGS, e.g. make dev DEV_ARGS="--edges 3 --origin http://127.0.0.1:3000".
 dev: build
-	@echo ""
-	@echo "Built: target/debug/edgepurge and target/policies/*.wasm"
-	@echo "  $(BUILD_DIR)/debug/edgepurge policy check target/policies/default.wasm"
-	@$(BUILD_DIR)/debug/edgepurge policy check target/policies/default.wasm
-	@echo ""
-	@echo "The edge role runs on its own: $(BUILD_DIR)/debug/edgepurge edge --config host/edge/edge.example.toml"
-	@echo "The control role's API runs on its own: $(BUILD_DIR)/debug/edgepurge control --config host/control/control.example.toml"
-	@echo "Not there yet: the local cluster (edgepurge dev: control role, edges, demo origin) arrives with issue [4]."
+	$(BUILD_DIR)/debug/edgepurge dev $(DEV_ARGS)
 
 ## make test: everything the tests need, then all tests, fmt and clippy.
 test: lint policies
@@ -67,3 +62,13 @@ bench-hit:
 
 clean:
 	$(CARGO) clean
+
+## make bench-propagation: API accepted → applied on every edge, over `edgepurge dev` with
+## EDGES edges on loopback mutual TLS, PURGES single-URL purges one after another.
+EDGES ?= 2 8
+PURGES ?= 1000
+.PHONY: bench-propagation
+bench-propagation: policies
+	$(CARGO) build --release -p edgepurge -p edgepurge-bench --bin edgepurge --bin propagation
+	$(BUILD_DIR)/release/propagation --binary $(BUILD_DIR)/release/edgepurge $(foreach n,$(EDGES),--edges $(n)) \
+		--purges $(PURGES) --out bench/propagation.json

@@ -18,10 +18,7 @@ pub struct EdgeArgs {
 
 /// Runs the edge role until shutdown.
 pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
-    let config = EdgeConfig::load(&args.config)?;
-    let (policy, source) = load_section(&config.policy).await?;
-    tracing::info!(policy = %policy.info().name, version = %policy.info().version, %source, "policy loaded");
-    let bound = edgepurge_edge::server::Edge::new(config, policy)?.bind().await?;
+    let bound = start(EdgeConfig::load(&args.config)?).await?;
     match bound.tls_addr() {
         Some(tls) => println!(
             "edge proxy on http://{} and https://{tls}  admin on http://{}",
@@ -34,6 +31,14 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     tokio::spawn(reload_on_sighup(args.config.clone(), bound.policy()));
     bound.serve(crate::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads `config`'s policy and binds the edge's listeners (also how `edgepurge dev` starts its
+/// edges).
+pub(crate) async fn start(config: EdgeConfig) -> Result<edgepurge_edge::server::BoundEdge> {
+    let (policy, source) = load_section(&config.policy).await?;
+    tracing::info!(policy = %policy.info().name, version = %policy.info().version, %source, "policy loaded");
+    edgepurge_edge::server::Edge::new(config, policy)?.bind().await
 }
 
 /// SIGHUP re-reads the config file's `[policy]` section and swaps the policy in; requests in

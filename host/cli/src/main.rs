@@ -3,7 +3,9 @@
 //! cluster join as subcommands of this same binary.
 
 mod certs_cmd;
+mod client;
 mod control_cmd;
+mod dev;
 mod edge_cmd;
 mod policy_cmd;
 mod token_cmd;
@@ -25,6 +27,8 @@ enum Command {
     Edge(edge_cmd::EdgeArgs),
     /// Run the control role: the authenticated purge API over the durable queues.
     Control(control_cmd::ControlArgs),
+    /// Run a local cluster: development certificates, a control node, N edges and a demo origin.
+    Dev(dev::DevArgs),
     /// Make the certificates of the mutual-TLS queue transport (development CA, edges, CRL).
     #[command(subcommand)]
     Certs(certs_cmd::CertsCommand),
@@ -34,6 +38,16 @@ enum Command {
     /// Check and test policy components (the SDK harness).
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Submit a purge (URLs, prefixes, tags, hosts, everything, or a file of URLs); --wait follows it.
+    Purge(client::purge::PurgeArgs),
+    /// Show a purge batch's progress per edge; --watch follows it until done.
+    Status(client::status::StatusArgs),
+    /// List every purge that covered a URL (or --prefix, --tag, --host), with its state per edge.
+    Records(client::views::RecordsArgs),
+    /// List the registered edges: state, last report, applied offset and lag per queue.
+    Edges(client::views::ViewArgs),
+    /// List the purge queues: health, depth, pending bytes, speed and expected wait.
+    Queues(client::views::ViewArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,7 +58,15 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    // A usage error exits 1 like any other error: 2 is reserved for "some edges failed" (purge,
+    // status), which scripts must be able to tell apart from a typo.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -57,8 +79,14 @@ fn main() -> ExitCode {
             Command::Policy(cmd) => policy_cmd::run(cmd).await,
             Command::Edge(args) => edge_cmd::run(args).await,
             Command::Control(args) => control_cmd::run(args).await,
+            Command::Dev(args) => dev::run(args).await,
             Command::Token(cmd) => token_cmd::run(cmd).await,
             Command::Certs(cmd) => certs_cmd::run(cmd).await,
+            Command::Purge(args) => client::purge::run(args).await,
+            Command::Status(args) => client::status::run(args).await,
+            Command::Records(args) => client::views::records(args).await,
+            Command::Edges(args) => client::views::edges(args).await,
+            Command::Queues(args) => client::views::queues(args).await,
         }
     });
     match result {

@@ -63,9 +63,19 @@ impl Metrics {
 }
 
 /// Why a queue-server handshake was refused, in exposition order (see
-/// `queue_server::refusal_reason`).
-pub const REFUSALS: [&str; 8] =
-    ["no_certificate", "unknown_ca", "revoked", "expired", "not_allowed", "no_edge_name", "timeout", "other"];
+/// `queue_server::refusal`).
+pub const REFUSALS: [&str; 10] = [
+    "no_certificate",
+    "unknown_ca",
+    "bad_signature",
+    "revoked",
+    "expired",
+    "not_valid_yet",
+    "not_allowed",
+    "no_edge_name",
+    "timeout",
+    "other",
+];
 
 /// The control frames counted by type, in exposition order (`ControlFrame::name`).
 pub const FRAME_TYPES: [&str; 5] = ["Hello", "Tasks", "Trimmed", "Policy", "Heartbeat"];
@@ -73,7 +83,7 @@ pub const FRAME_TYPES: [&str; 5] = ["Hello", "Tasks", "Trimmed", "Policy", "Hear
 /// Counters of the queue server. Cheap to update from any task.
 #[derive(Debug, Default)]
 pub struct QueueMetrics {
-    refused: [AtomicU64; 8],
+    refused: [AtomicU64; REFUSALS.len()],
     frames_sent: [AtomicU64; 5],
     tasks_sent: AtomicU64,
     task_bytes_sent: AtomicU64,

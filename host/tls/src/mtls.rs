@@ -159,35 +159,101 @@ pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static
     Ok(crls)
 }
 
-/// Why a handshake failed, in an operator's words (for the log line of a refused edge):
-/// "no client certificate", "certificate revoked", "edge `x` is not in …", and so on.
-pub fn refusal_reason(err: &rustls::Error) -> String {
-    use rustls::Error as E;
-    match err {
-        E::NoCertificatesPresented => "no client certificate presented".into(),
-        E::InvalidCertificate(e) => match e {
-            CertificateError::UnknownIssuer => "certificate not signed by the configured CA (unknown issuer)".into(),
-            CertificateError::BadSignature => {
-                "certificate signature does not verify against the configured CA (issued by another CA?)".into()
-            }
-            CertificateError::Revoked => "certificate revoked (listed in the CRL)".into(),
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "certificate expired".into(),
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                "certificate not valid yet (check the clocks)".into()
-            }
-            CertificateError::Other(other) => other.to_string(),
-            other => format!("invalid certificate: {other:?}"),
-        },
-        E::AlertReceived(alert) => format!("the peer refused the handshake: {alert:?}"),
-        other => other.to_string(),
-    }
+/// Why the queue server refused a client at the handshake: the log line says it in an
+/// operator's words ([`fmt::Display`]), the metric counts it by [`Refusal::label`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The client presented no certificate.
+    NoCertificate,
+    /// The certificate does not chain to the configured CA.
+    UnknownCa,
+    /// The certificate names the CA but its signature does not verify (another CA of the same
+    /// name, such as a second development CA).
+    BadSignature,
+    /// The CRL lists the certificate.
+    Revoked,
+    /// The certificate has expired.
+    Expired,
+    /// The certificate is not valid yet.
+    NotValidYet,
+    /// A valid certificate for an edge that is not on the allow-list.
+    NotAllowed(String),
+    /// Anything else (the rustls or I/O error as text).
+    Other(String),
 }
 
-/// [`refusal_reason`] for the I/O error tokio-rustls returns (which wraps the rustls error).
-pub fn io_refusal_reason(err: &std::io::Error) -> String {
-    match err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-        Some(tls) => refusal_reason(tls),
-        None => err.to_string(),
+impl Refusal {
+    /// Classifies a rustls handshake error.
+    pub fn of(err: &rustls::Error) -> Refusal {
+        use rustls::Error as E;
+        match err {
+            E::NoCertificatesPresented => Refusal::NoCertificate,
+            E::InvalidCertificate(e) => match e {
+                CertificateError::UnknownIssuer => Refusal::UnknownCa,
+                CertificateError::BadSignature => Refusal::BadSignature,
+                CertificateError::Revoked => Refusal::Revoked,
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => Refusal::Expired,
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => Refusal::NotValidYet,
+                CertificateError::Other(other) => match other.0.downcast_ref::<NotAllowed>() {
+                    Some(NotAllowed(name)) => Refusal::NotAllowed(name.clone()),
+                    None => Refusal::Other(other.to_string()),
+                },
+                other => Refusal::Other(format!("invalid certificate: {other:?}")),
+            },
+            other => Refusal::Other(other.to_string()),
+        }
+    }
+
+    /// Classifies the I/O error tokio-rustls returns (which wraps the rustls error).
+    pub fn of_io(err: &std::io::Error) -> Refusal {
+        match err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            Some(tls) => Refusal::of(tls),
+            None => Refusal::Other(err.to_string()),
+        }
+    }
+
+    /// A short label for metrics: `no_certificate`, `unknown_ca`, `bad_signature`, `revoked`,
+    /// `expired`, `not_valid_yet`, `not_allowed` or `other` ([`Refusal::LABELS`]).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::NoCertificate => "no_certificate",
+            Refusal::UnknownCa => "unknown_ca",
+            Refusal::BadSignature => "bad_signature",
+            Refusal::Revoked => "revoked",
+            Refusal::Expired => "expired",
+            Refusal::NotValidYet => "not_valid_yet",
+            Refusal::NotAllowed(_) => "not_allowed",
+            Refusal::Other(_) => "other",
+        }
+    }
+
+    /// Every value [`Refusal::label`] returns.
+    pub const LABELS: [&'static str; 8] = [
+        "no_certificate",
+        "unknown_ca",
+        "bad_signature",
+        "revoked",
+        "expired",
+        "not_valid_yet",
+        "not_allowed",
+        "other",
+    ];
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::NoCertificate => f.write_str("no client certificate presented"),
+            Refusal::UnknownCa => f.write_str("certificate not signed by the configured CA (unknown issuer)"),
+            Refusal::BadSignature => {
+                f.write_str("certificate signature does not verify against the configured CA (issued by another CA?)")
+            }
+            Refusal::Revoked => f.write_str("certificate revoked (listed in the CRL)"),
+            Refusal::Expired => f.write_str("certificate expired"),
+            Refusal::NotValidYet => f.write_str("certificate not valid yet (check the clocks)"),
+            Refusal::NotAllowed(name) => fmt::Display::fmt(&NotAllowed(name.clone()), f),
+            Refusal::Other(message) => f.write_str(message),
+        }
     }
 }
 

@@ -32,8 +32,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use edgepurge_control_store::ControlStore;
-use edgepurge_tls::mtls::{ReloadingServerConfig, ServerFiles};
-use edgepurge_tls::rustls::{CertificateError, Error as RustlsError};
+use edgepurge_tls::mtls::{Refusal, ReloadingServerConfig, ServerFiles};
 use edgepurge_tls::HandshakeError;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame, Incoming};
@@ -144,9 +143,9 @@ impl QueueServer {
                 let stream = match edgepurge_tls::accept(&acceptor, stream, HANDSHAKE_TIMEOUT).await {
                     Ok((stream, _)) => stream,
                     Err(e) => {
-                        let reason = refusal_reason(&e);
+                        let (reason, message) = refusal(&e);
                         state.queue.metrics.refused(reason);
-                        return tracing::warn!(%peer, reason, error = %e, "queue server refused a handshake");
+                        return tracing::warn!(%peer, reason, "queue server refused a handshake: {message}");
                     }
                 };
                 let Some(edge) = edgepurge_tls::mtls::peer_edge_name(stream.get_ref().1) else {
@@ -217,47 +216,41 @@ fn handle<S: ControlStore + 'static>(
     response
 }
 
-/// The `reason` label of a refused handshake (one of [`crate::metrics::REFUSALS`]).
-pub fn refusal_reason(error: &HandshakeError) -> &'static str {
-    let io = match error {
-        HandshakeError::TimedOut(_) => return "timeout",
-        HandshakeError::Failed(io) => io,
-    };
-    let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<RustlsError>()) else { return "other" };
-    match tls {
-        RustlsError::NoCertificatesPresented => "no_certificate",
-        RustlsError::InvalidCertificate(e) => match e {
-            CertificateError::UnknownIssuer | CertificateError::BadSignature => "unknown_ca",
-            CertificateError::Revoked => "revoked",
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
-            CertificateError::Other(other) if other.to_string().contains("allowed edges") => "not_allowed",
-            CertificateError::ApplicationVerificationFailure => "not_allowed",
-            _ => "other",
-        },
-        _ => "other",
+/// Why a handshake failed: the label counted in the metrics and the operator's message.
+pub fn refusal(error: &HandshakeError) -> (&'static str, String) {
+    match error {
+        HandshakeError::TimedOut(after) => ("timeout", format!("no TLS handshake within {after:?}")),
+        HandshakeError::Failed(io) => {
+            let refusal = Refusal::of_io(io);
+            (refusal.label(), refusal.to_string())
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edgepurge_tls::rustls::{CertificateError, Error as RustlsError};
 
     fn failed(e: RustlsError) -> HandshakeError {
         HandshakeError::Failed(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
 
     #[test]
-    fn refusals_are_classified_by_the_rustls_reason() {
-        assert_eq!(refusal_reason(&failed(RustlsError::NoCertificatesPresented)), "no_certificate");
+    fn refusals_are_labelled_and_explained() {
+        assert_eq!(
+            refusal(&failed(RustlsError::NoCertificatesPresented)),
+            ("no_certificate", "no client certificate presented".to_owned())
+        );
         let cert = |e| failed(RustlsError::InvalidCertificate(e));
-        assert_eq!(refusal_reason(&cert(CertificateError::UnknownIssuer)), "unknown_ca");
-        assert_eq!(refusal_reason(&cert(CertificateError::Revoked)), "revoked");
-        assert_eq!(refusal_reason(&cert(CertificateError::Expired)), "expired");
-        assert_eq!(refusal_reason(&HandshakeError::TimedOut(Duration::from_secs(1))), "timeout");
+        assert_eq!(refusal(&cert(CertificateError::UnknownIssuer)).0, "unknown_ca");
+        assert_eq!(refusal(&cert(CertificateError::Revoked)).0, "revoked");
+        assert_eq!(refusal(&cert(CertificateError::Expired)).0, "expired");
+        assert_eq!(refusal(&HandshakeError::TimedOut(Duration::from_secs(1))).0, "timeout");
         let io = HandshakeError::Failed(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof"));
-        assert_eq!(refusal_reason(&io), "other");
-        for reason in ["no_certificate", "unknown_ca", "revoked", "expired", "timeout", "other"] {
-            assert!(crate::metrics::REFUSALS.contains(&reason));
+        assert_eq!(refusal(&io), ("other", "eof".to_owned()));
+        for label in Refusal::LABELS.iter().chain(&["timeout", "no_edge_name"]) {
+            assert!(crate::metrics::REFUSALS.contains(label), "{label} has no counter");
         }
     }
 }

@@ -342,7 +342,7 @@ async fn refused_at_the_handshake_without_a_good_certificate() {
     };
     let tls = edgepurge_tls::mtls::client_config(&files).unwrap();
     assert!(Edge::connect_with(c.queue, tls, Vec::new(), 1 << 20).await.is_err());
-    eventually("unknown_ca counted", refused("unknown_ca")).await;
+    eventually("bad_signature counted (another CA of the same name)", refused("bad_signature")).await;
 
     // Signed by the CA but not on the allow-list.
     let tls = edgepurge_tls::mtls::client_config(&c.edge_files("edge-3")).unwrap();

@@ -25,7 +25,7 @@ fn client_files(layout: &Layout, edge: &str) -> ClientFiles {
 /// The edge name the server read, or the operator's reason for the refusal.
 fn connect(server: &ReloadingServerConfig, layout: &Layout, edge: &str) -> Result<Option<String>, String> {
     let client = client_config(&client_files(layout, edge)).unwrap();
-    handshake(client, (*server.current()).clone(), "localhost").map_err(|e| refusal_reason(&e))
+    handshake(client, (*server.current()).clone(), "localhost").map_err(|e| Refusal::of(&e).to_string())
 }
 
 #[test]
@@ -80,7 +80,7 @@ fn missing_files_are_named_and_a_wrong_ca_fails_the_handshake() {
     // The other development CA has the same name, so webpki finds the issuer and the signature
     // fails.
     assert_eq!(
-        refusal_reason(&err),
+        Refusal::of(&err).to_string(),
         "certificate signature does not verify against the configured CA (issued by another CA?)"
     );
 }

@@ -1,0 +1,320 @@
+//! [`ApiClient`]: bearer-token requests to the control API over hyper and `edgepurge-tls`' rustls,
+//! JSON answers, streamed request bodies and a Server-Sent Events reader. Every failure becomes
+//! a message that says what happened and what to do (check the token, wait, start the cluster).
+
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body, Bytes, Frame, Incoming};
+use hyper::{header, Method, Request, Response, StatusCode};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::Target;
+
+/// The request body type: empty, whole, or streamed from a file.
+type ReqBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// How long a request may take to answer, except submissions (bulk uploads) and event streams.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A client of one control API with one token.
+#[derive(Clone)]
+pub struct ApiClient {
+    target: Target,
+    client: Client<HttpsConnector<HttpConnector>, ReqBody>,
+}
+
+/// A request body fed from a channel (a file or stdin read on a blocking thread).
+pub struct ChannelBody(mpsc::Receiver<std::io::Result<Bytes>>);
+
+impl ChannelBody {
+    /// The body and the sender that feeds it; dropping the sender ends the body.
+    pub fn new() -> (mpsc::Sender<std::io::Result<Bytes>>, Self) {
+        let (tx, rx) = mpsc::channel(8);
+        (tx, Self(rx))
+    }
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|item| item.map(|chunk| chunk.map(Frame::data)))
+    }
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The `event:` name (`message` when none was given).
+    pub name: String,
+    /// The `data:` lines joined with newlines.
+    pub data: String,
+}
+
+/// An open Server-Sent Events response, read event by event.
+pub struct EventStream {
+    body: Incoming,
+    buffer: Vec<u8>,
+}
+
+impl EventStream {
+    /// The next event, or `None` when the server ended the stream.
+    pub async fn next(&mut self) -> Result<Option<SseEvent>> {
+        loop {
+            if let Some(event) = take_event(&mut self.buffer) {
+                if event.data.is_empty() && event.name == "message" {
+                    continue; // a keep-alive comment
+                }
+                return Ok(Some(event));
+            }
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(frame) => {
+                    let frame = frame.context("the event stream broke off")?;
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Takes the first complete event (ended by a blank line) off `buffer`.
+fn take_event(buffer: &mut Vec<u8>) -> Option<SseEvent> {
+    // Work on bytes: the buffer may end inside a multi-byte character of the next event.
+    let (end, skip) = (0..buffer.len()).find_map(|i| {
+        if buffer[i] != b'\n' {
+            return None;
+        }
+        match (buffer.get(i + 1), buffer.get(i + 2)) {
+            (Some(b'\n'), _) => Some((i, 2)),
+            (Some(b'\r'), Some(b'\n')) => Some((i, 3)),
+            _ => None,
+        }
+    })?;
+    let block = String::from_utf8_lossy(&buffer[..end]).replace('\r', "");
+    buffer.drain(..end + skip);
+    let mut name = "message".to_owned();
+    let mut data: Vec<&str> = Vec::new();
+    for line in block.lines() {
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => name = value.to_owned(),
+            "data" => data.push(value),
+            _ => {} // comments (`: keep-alive`), `id`, `retry`
+        }
+    }
+    Some(SseEvent { name, data: data.join("\n") })
+}
+
+impl ApiClient {
+    /// A client for `target`, trusting the Mozilla roots plus `target.ca`.
+    pub fn new(target: Target) -> Result<Self> {
+        let cas: Vec<_> = target.ca.iter().collect();
+        let mut tls = edgepurge_tls::client_config(&cas).context("the TLS settings of the API client")?;
+        // hyper-rustls writes ALPN itself (from enable_http1/enable_http2) and refuses a preset list.
+        tls.alpn_protocols.clear();
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        Ok(Self { target, client: Client::builder(TokioExecutor::new()).build(connector) })
+    }
+
+    /// `GET path` (path and query, already encoded); the JSON answer.
+    pub async fn get_json(&self, path: &str) -> Result<Value> {
+        let response = self.send(Method::GET, path, None, empty(), Some(ANSWER_TIMEOUT)).await?;
+        json_of(response).await
+    }
+
+    /// `POST path` with a JSON body; the JSON answer.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
+        let bytes = Bytes::from(serde_json::to_vec(body)?);
+        let body = Full::new(bytes).map_err(|never| match never {}).boxed_unsync();
+        let response = self.send(Method::POST, path, Some("application/json"), body, None).await?;
+        json_of(response).await
+    }
+
+    /// `POST path` with a streamed body of `content_type`; the JSON answer.
+    pub async fn post_stream(&self, path: &str, content_type: &str, body: ChannelBody) -> Result<Value> {
+        let response = self.send(Method::POST, path, Some(content_type), body.boxed_unsync(), None).await?;
+        json_of(response).await
+    }
+
+    /// `GET path` as a Server-Sent Events stream.
+    pub async fn events(&self, path: &str) -> Result<EventStream> {
+        let response = self.send(Method::GET, path, Some("text/event-stream"), empty(), Some(ANSWER_TIMEOUT)).await?;
+        let response = check(response).await?;
+        Ok(EventStream { body: response.into_body(), buffer: Vec::new() })
+    }
+
+    /// Sends one request with the token; `timeout` bounds the wait for the response head.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: ReqBody,
+        timeout: Option<Duration>,
+    ) -> Result<Response<Incoming>> {
+        let url = format!("{}{path}", self.target.server);
+        let mut request = Request::builder()
+            .method(method.clone())
+            .uri(&url)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.target.token))
+            .header(header::USER_AGENT, concat!("edgepurge/", env!("CARGO_PKG_VERSION")));
+        if let Some(content_type) = content_type {
+            let name = if method == Method::GET { header::ACCEPT } else { header::CONTENT_TYPE };
+            request = request.header(name, content_type);
+        }
+        let request = request.body(body).with_context(|| format!("`{url}` is not a valid request address"))?;
+        let sent = self.client.request(request);
+        let result = match timeout {
+            Some(limit) => tokio::time::timeout(limit, sent).await.map_err(|_| {
+                anyhow!("the control API at {} did not answer within {}s", self.target.server, limit.as_secs())
+            })?,
+            None => sent.await,
+        };
+        result.map_err(|e| self.transport_error(&e))
+    }
+
+    /// A transport failure as a message with the likely cause.
+    fn transport_error(&self, e: &hyper_util::client::legacy::Error) -> anyhow::Error {
+        let server = &self.target.server;
+        let mut causes = Vec::new();
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(s) = source {
+            causes.push(s.to_string());
+            source = s.source();
+        }
+        let detail = causes.last().cloned().unwrap_or_default();
+        if causes.iter().any(|c| c.to_ascii_lowercase().contains("certificate")) {
+            anyhow!(
+                "cannot connect to the control API at {server}: {detail}\n\
+                 hint: its TLS certificate is not trusted: pass --ca FILE with the CA that signed it \
+                 (a local cluster's cluster.json names it as `ca`)"
+            )
+        } else if e.is_connect() {
+            anyhow!(
+                "cannot connect to the control API at {server}: {detail}\n\
+                 hint: is the control role running at {server}? start a local cluster with `make dev`"
+            )
+        } else {
+            anyhow!("the request to the control API at {server} failed: {}", causes.join(": "))
+        }
+    }
+}
+
+fn empty() -> ReqBody {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// The response if it is a success, else an error with the API's message and a hint.
+async fn check(response: Response<Incoming>) -> Result<Response<Incoming>> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after = response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
+    let message = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| text.trim().to_owned());
+    let mut error = format!("the control API answered {status}");
+    if !message.is_empty() {
+        error.push_str(": ");
+        error.push_str(&message);
+    }
+    if let Some(hint) = hint(status, retry_after.as_deref()) {
+        error.push_str("\nhint: ");
+        error.push_str(&hint);
+    }
+    Err(anyhow!(error))
+}
+
+/// What to do about an error status.
+fn hint(status: StatusCode, retry_after: Option<&str>) -> Option<String> {
+    Some(match status {
+        StatusCode::UNAUTHORIZED => "check the token (--token, EDGEPURGE_TOKEN or the cluster.json); \
+                                     `edgepurge token create` makes a new one"
+            .to_owned(),
+        StatusCode::FORBIDDEN => "this token may not do that: its hosts do not cover the target, or it needs an \
+                                  admin token (`edgepurge token create --admin`)"
+            .to_owned(),
+        StatusCode::TOO_MANY_REQUESTS => match retry_after {
+            Some(secs) => format!("this token's rate limit is used up: retry after {secs} s"),
+            None => "this token's rate limit is used up: retry later".to_owned(),
+        },
+        StatusCode::NOT_FOUND => "no such batch or resource for this token".to_owned(),
+        StatusCode::SERVICE_UNAVAILABLE => "the control role's store is not answering: retry shortly".to_owned(),
+        _ => return None,
+    })
+}
+
+/// The JSON body of a successful response.
+async fn json_of(response: Response<Incoming>) -> Result<Value> {
+    let response = check(response).await?;
+    let body = response.into_body().collect().await.context("the API's answer broke off")?.to_bytes();
+    serde_json::from_slice(&body).with_context(|| {
+        format!("the API's answer is not JSON: {}", String::from_utf8_lossy(&body[..body.len().min(200)]))
+    })
+}
+
+/// Percent-encodes a query parameter value (everything but RFC 3986's unreserved characters).
+pub fn encode_query(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_split_on_blank_lines() {
+        let mut buffer = b"event: progress\ndata: {\"a\":1}\n\n: keep-alive\n\nevent: pro".to_vec();
+        let first = take_event(&mut buffer).unwrap();
+        assert_eq!(first, SseEvent { name: "progress".into(), data: "{\"a\":1}".into() });
+        let comment = take_event(&mut buffer).unwrap();
+        assert_eq!(comment, SseEvent { name: "message".into(), data: String::new() });
+        assert!(take_event(&mut buffer).is_none(), "an incomplete event waits for more");
+        buffer.extend_from_slice(b"gress\r\ndata: x\r\n\r\n");
+        assert_eq!(take_event(&mut buffer).unwrap(), SseEvent { name: "progress".into(), data: "x".into() });
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(encode_query("https://a.com/x?y=1&z"), "https%3A%2F%2Fa.com%2Fx%3Fy%3D1%26z");
+    }
+}
