@@ -26,6 +26,20 @@ pub enum TaskKind {
     Warm,
 }
 
+impl TaskKind {
+    /// `url`, `prefix`, `tag`, `host`, `everything` or `warm` (as in JSON, metric labels, logs).
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::Url => "url",
+            TaskKind::Prefix => "prefix",
+            TaskKind::Tag => "tag",
+            TaskKind::Host => "host",
+            TaskKind::Everything => "everything",
+            TaskKind::Warm => "warm",
+        }
+    }
+}
+
 /// One purge task, as the control role generated it from a purge request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[cfg_attr(

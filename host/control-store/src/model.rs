@@ -250,9 +250,32 @@ pub struct Progress {
     pub edges: Vec<EdgeProgress>,
     /// Every counted edge has applied every task (also true when no edge counts).
     pub done: bool,
+    /// The first [`Progress::FAILURE_SAMPLE`] failure reports of the batch, oldest first (the
+    /// per-edge counts in `edges` cover all of them).
+    pub failures: Vec<TaskFailureRecord>,
+}
+
+/// One task an edge reported it could not apply, as the records keep it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskFailureRecord {
+    /// The edge that reported it.
+    pub edge: String,
+    /// Where the task is in the queue log.
+    pub task: TaskRef,
+    /// What the task does.
+    pub kind: TaskKind,
+    /// Its target (normalised URL, prefix, tag or host; empty for `everything`).
+    pub target: String,
+    /// What the edge said went wrong.
+    pub reason: String,
+    /// When the edge reported it.
+    pub at: Millis,
 }
 
 impl Progress {
+    /// How many failure reports a progress carries at most.
+    pub const FAILURE_SAMPLE: usize = 20;
+
     /// Applied tasks over all counted edges as a percentage (100 when no edge counts).
     pub fn percent(&self) -> f64 {
         let total: u64 = self.edges.iter().map(|e| e.total).sum();

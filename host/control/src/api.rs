@@ -336,6 +336,14 @@ pub(crate) async fn progress_view<S: ControlStore>(
         .iter()
         .map(|s| json!({"queue": s.queue, "first": s.first, "last": s.last, "tasks": s.own + s.folded}))
         .collect();
+    let failures: Vec<_> = progress
+        .failures
+        .iter()
+        .map(|f| {
+            json!({"edge": f.edge, "queue": f.task.queue, "offset": f.task.offset, "kind": f.kind.name(),
+                   "target": f.target, "reason": f.reason, "at": rfc3339(f.at)})
+        })
+        .collect();
     let view = json!({
         "id": b.id,
         "state": state_name,
@@ -347,6 +355,8 @@ pub(crate) async fn progress_view<S: ControlStore>(
         "token": b.token_name,
         "idempotency_key": b.idempotency_key,
         "edges": edges,
+        // The first reports only (`Progress::FAILURE_SAMPLE`); `edges[].failed` counts them all.
+        "failures": failures,
         "queues": spans,
     });
     Ok((view, progress.done))

@@ -64,17 +64,6 @@ pub struct PurgeExecutor<V: Send + Sync + 'static> {
     query_mode: QueryMode,
 }
 
-fn kind_name(kind: TaskKind) -> &'static str {
-    match kind {
-        TaskKind::Url => "url",
-        TaskKind::Prefix => "prefix",
-        TaskKind::Tag => "tag",
-        TaskKind::Host => "host",
-        TaskKind::Everything => "everything",
-        TaskKind::Warm => "warm",
-    }
-}
-
 /// `input` normalised as the edge stores it: scheme-independent, written with `http://`.
 pub fn cache_url(input: &str) -> Result<NormalizedUrl, UrlError> {
     let url = edgepurge_url::normalize(input)?;
@@ -108,7 +97,7 @@ pub fn entry_url(key: &str, url: &NormalizedUrl) -> String {
 pub fn normalize_task(task: &Task) -> Result<Task, PurgeError> {
     let invalid = |reason: String| PurgeError::InvalidTarget {
         id: task.id,
-        kind: kind_name(task.kind),
+        kind: task.kind.name(),
         target: task.target.chars().take(200).collect(),
         reason,
     };

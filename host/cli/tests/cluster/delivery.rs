@@ -123,3 +123,32 @@ fn connections_cut_at_random_change_nothing() {
         assert!(cache.contains("hit"), "edge {i}: /kept was not purged: {cache}");
     }
 }
+
+#[test]
+fn a_task_an_edge_cannot_apply_is_reported_with_its_reason() {
+    let cluster = Cluster::builder().edges(3).build();
+    let id = cluster.purge(&json!({"urls": [url("/fail/1")], "warm": true}).to_string());
+    let mut status = Value::Null;
+    cluster.wait_for("the warm batch to end partially failed", || {
+        status = cluster.api_call("GET", &format!("/v1/purges/{id}"), None).1;
+        status["state"] == "partially-failed"
+    });
+    for edge in &cluster.edges {
+        let entry = status["edges"].as_array().unwrap().iter().find(|e| e["edge"] == edge.name.as_str()).unwrap();
+        // A warm request is two tasks (purge the URL, then fetch it); the fetch failed.
+        assert_eq!((entry["applied"].as_u64(), entry["failed"].as_u64()), (Some(2), Some(1)), "{status}");
+    }
+    let failures = status["failures"].as_array().expect("failure reports");
+    assert_eq!(failures.len(), 3, "{status}");
+    for failure in failures {
+        assert_eq!(failure["target"], url("/fail/1"), "{status}");
+        assert!(failure["reason"].as_str().unwrap().contains("503"), "the reason names the origin's answer: {status}");
+    }
+    // The CLI, following the batch, exits 2 and says why.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgepurge"))
+        .args(["status", &id.to_string(), "--watch", "--server", &format!("http://{}", cluster.api), "--token", &cluster.token])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("503"), "{}", String::from_utf8_lossy(&out.stderr));
+}

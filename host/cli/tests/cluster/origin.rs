@@ -1,6 +1,6 @@
 //! A tiny origin for the cluster tests: every GET is `200` with `Cache-Control: max-age=3600`
 //! and the path as the body, so the edges cache everything they are asked for. Paths under
-//! `/slow/` answer after 100 s (the edges' origin read timeout in these tests is 120 s) (a warm task for one blocks its queue on every edge).
+//! `/fail/` answer `503`; paths under `/slow/` answer after 100 s (the edges' origin read timeout in these tests is 120 s) (a warm task for one blocks its queue on every edge).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -31,8 +31,9 @@ impl Origin {
                     if path.starts_with("/slow/") {
                         std::thread::sleep(std::time::Duration::from_secs(100));
                     }
+                    let status = if path.starts_with("/fail/") { "503 Service Unavailable" } else { "200 OK" };
                     let response = format!(
-                        "HTTP/1.1 200 OK\r\nCache-Control: max-age=3600\r\nContent-Type: text/plain\r\nContent-Length: \
+                        "HTTP/1.1 {status}\r\nCache-Control: max-age=3600\r\nContent-Type: text/plain\r\nContent-Length: \
                          {}\r\nConnection: close\r\n\r\n{path}",
                         path.len()
                     );

@@ -65,8 +65,23 @@ pub async fn failures_are_counted_per_edge_and_batch<H: Harness>(h: &H) {
     let failed = |p: &Progress| p.edges.iter().map(|e| (e.edge.clone(), e.failed)).collect::<Vec<_>>();
     let p = store.progress(first).await.unwrap().unwrap();
     assert_eq!(failed(&p), vec![("a".to_owned(), 1), ("b".to_owned(), 0)]);
+    // The batch's status can say what went wrong where: the first report is kept.
+    let expected = TaskFailureRecord {
+        edge: "a".into(),
+        task: TaskRef { queue: 0, offset: 2 },
+        kind: TaskKind::Url,
+        target: p.failures.first().map(|f| f.target.clone()).unwrap_or_default(),
+        reason: "origin refused".into(),
+        at: 300,
+    };
+    assert_eq!(p.failures, vec![expected]);
+    assert!(p.failures[0].target.contains("one"), "{:?}", p.failures);
     let p = store.progress(second).await.unwrap().unwrap();
     assert_eq!(failed(&p), vec![("a".to_owned(), 0), ("b".to_owned(), 1)]);
+    assert_eq!(
+        p.failures.iter().map(|f| (f.edge.as_str(), f.reason.as_str())).collect::<Vec<_>>(),
+        [("b", "disk full")]
+    );
     assert!(matches!(store.report_failure("nobody", 0, 1, "x", 1).await, Err(Error::UnknownEdge(_))));
     assert!(matches!(store.report_failure("a", 0, 99, "x", 1).await, Err(Error::UnknownTask { queue: 0, offset: 99 })));
 }

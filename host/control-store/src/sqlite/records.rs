@@ -137,7 +137,23 @@ pub fn progress(conn: &Connection, queues: u32, id: BatchId) -> Result<Option<Pr
         })
         .collect::<Result<_>>()?;
     let done = edges.iter().all(|e| e.applied >= e.total);
-    Ok(Some(Progress { batch, edges, done }))
+    let failures = conn
+        .prepare_cached(
+            "SELECT f.edge, t.queue, t.qoffset, t.kind, t.target, f.reason, f.at FROM task_failures f \
+             JOIN tasks t ON t.id = f.task WHERE t.batch = ?1 ORDER BY f.at, f.edge, t.id LIMIT ?2",
+        )?
+        .query_map(params![id as i64, Progress::FAILURE_SAMPLE as i64], |r| {
+            Ok(TaskFailureRecord {
+                edge: r.get(0)?,
+                task: TaskRef { queue: r.get(1)?, offset: r.get::<_, i64>(2)? as u64 },
+                kind: kind_from_code(r.get(3)?)?,
+                target: r.get(4)?,
+                reason: r.get(5)?,
+                at: r.get::<_, i64>(6)? as u64,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some(Progress { batch, edges, done, failures }))
 }
 
 /// Records a task an edge could not apply (see `RecordStore::report_failure`).
