@@ -148,8 +148,10 @@ impl Reporter {
         Self { id: id.to_owned(), terminal, bar: None, last_line: None, last_text: String::new() }
     }
 
-    fn make_bar(&self) -> ProgressBar {
-        let bar = ProgressBar::new(0);
+    /// A bar of `len` edges at `pos` (set before the first draw, so it never flashes `0/0`).
+    fn make_bar(&self, len: u64, pos: u64) -> ProgressBar {
+        let bar = ProgressBar::new(len);
+        bar.set_position(pos);
         let style = ProgressStyle::with_template(
             "{spinner} batch {prefix}: [{bar:30.cyan/blue}] {pos}/{len} edges {msg} ({elapsed})",
         )
@@ -165,7 +167,7 @@ impl Reporter {
         let f = Figures::of(doc);
         if self.terminal {
             if self.bar.is_none() {
-                self.bar = Some(self.make_bar());
+                self.bar = Some(self.make_bar(f.edges, f.edges_applied));
             }
             let Some(bar) = &self.bar else { return };
             bar.set_length(f.edges);
