@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use edgepurge_control_store::{QueueStore, RecordStore, SqliteStore};
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgepurge");
+mod support;
+
+use support::BIN;
 /// Bounds a broken run only; every wait below ends on a condition.
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -44,29 +46,10 @@ impl Control {
             },
         )
         .unwrap();
-        let token = |name: &str, extra: &[&str]| {
-            let out = Command::new(BIN)
-                .args(["token", "create", "--config"])
-                .arg(&config)
-                .args(["--name", name])
-                .args(extra)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            String::from_utf8(out.stdout).unwrap().trim().to_owned()
-        };
+        let token = |name: &str, extra: &[&str]| support::create_token(&config, name, extra);
         let admin = token("ops", &["--admin"]);
         let tenant = token("shop", &["--hosts", "example.com,*.example.com"]);
-        let mut child = Command::new(BIN)
-            .args(["control", "--config"])
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-        let api = first.trim().strip_prefix("control API on ").expect("the address line").to_owned();
+        let (child, api) = support::start_control(&config);
         Self { dir, child, api, admin, tenant }
     }
 

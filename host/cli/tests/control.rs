@@ -2,14 +2,13 @@
 //! API with it, answers a purge with 202 and exits cleanly on SIGTERM; a second token with the
 //! same name is refused.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 mod support;
 
 use support::http;
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgepurge");
+use support::BIN;
 
 #[test]
 #[cfg(unix)]
@@ -31,11 +30,8 @@ fn token_create_then_control_serves_and_stops_on_sigterm() {
     assert!(token.starts_with("ep_") && token.len() == 67, "{token}");
     assert!(!create("shop").status.success(), "a duplicate name is refused");
 
-    let mut control =
-        Command::new(BIN).args(["control", "--config"]).arg(&config).stdout(Stdio::piped()).spawn().unwrap();
-    let mut first = String::new();
-    BufReader::new(control.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let addr = first.trim().strip_prefix("control API on http://").expect("the address line").to_owned();
+    let (mut control, api) = support::start_control(&config);
+    let addr = api.strip_prefix("http://").expect("plain HTTP on loopback").to_owned();
 
     let body = r#"{"urls": ["https://www.example.com/a"]}"#;
     let response = http(

@@ -15,10 +15,10 @@
 //! events above only makes it likely that the kill interrupts an upload and an append.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ use edgepurge_control_store::{RecordQuery, RecordStore, SqliteStore};
 mod support;
 use support::http;
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgepurge");
+use support::BIN;
 const LARGE: usize = 200_000;
 const SMALL: [usize; 3] = [1, 50, 3_000];
 
@@ -41,19 +41,10 @@ struct Submitted {
     accepted: Option<u64>,
 }
 
-/// Starts `edgepurge control`; returns the child and its API address.
+/// Starts `edgepurge control`; returns the child and its API address (`host:port`).
 fn start(config: &Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["control", "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let addr = first.trim().strip_prefix("control API on http://").expect("the address line").to_owned();
-    (child, addr)
+    let (child, api) = support::start_control(config);
+    (child, api.strip_prefix("http://").expect("plain HTTP on loopback").to_owned())
 }
 
 /// Submits `urls` URLs on `host` as one `text/plain` batch; `sent` is set once `percent` % of the

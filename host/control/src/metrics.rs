@@ -3,6 +3,7 @@
 //! server's figures ([`QueueMetrics`]: connected edges, refused handshakes by reason, frames and
 //! tasks sent, acks received).
 
+use edgepurge_tls::mtls::Refusal;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -62,20 +63,15 @@ impl Metrics {
     }
 }
 
-/// Why a queue-server handshake was refused, in exposition order (see
+/// Refusals the queue server adds to the certificate ones of [`Refusal::LABELS`]: a certificate
+/// without an edge name, a client that never finished its handshake.
+const QUEUE_REFUSALS: [&str; 2] = ["no_edge_name", "timeout"];
+
+/// Every reason a queue-server handshake is counted under, in exposition order (see
 /// `queue_server::refusal`).
-pub const REFUSALS: [&str; 10] = [
-    "no_certificate",
-    "unknown_ca",
-    "bad_signature",
-    "revoked",
-    "expired",
-    "not_valid_yet",
-    "not_allowed",
-    "no_edge_name",
-    "timeout",
-    "other",
-];
+pub fn refusal_labels() -> impl Iterator<Item = &'static str> {
+    Refusal::LABELS.into_iter().chain(QUEUE_REFUSALS)
+}
 
 /// The control frames counted by type, in exposition order (`ControlFrame::name`).
 pub const FRAME_TYPES: [&str; 5] = ["Hello", "Tasks", "Trimmed", "Policy", "Heartbeat"];
@@ -83,7 +79,7 @@ pub const FRAME_TYPES: [&str; 5] = ["Hello", "Tasks", "Trimmed", "Policy", "Hear
 /// Counters of the queue server. Cheap to update from any task.
 #[derive(Debug, Default)]
 pub struct QueueMetrics {
-    refused: [AtomicU64; REFUSALS.len()],
+    refused: [AtomicU64; Refusal::LABELS.len() + QUEUE_REFUSALS.len()],
     frames_sent: [AtomicU64; 5],
     tasks_sent: AtomicU64,
     task_bytes_sent: AtomicU64,
@@ -92,16 +88,17 @@ pub struct QueueMetrics {
 }
 
 impl QueueMetrics {
-    /// Counts a refused handshake; `reason` is one of [`REFUSALS`] (anything else counts as
+    /// Counts a refused handshake; `reason` is one of [`refusal_labels`] (anything else counts as
     /// `other`).
     pub fn refused(&self, reason: &str) {
-        let i = REFUSALS.iter().position(|r| *r == reason).unwrap_or(REFUSALS.len() - 1);
+        let index = |label: &str| refusal_labels().position(|r| r == label);
+        let i = index(reason).or_else(|| index("other")).unwrap_or(0);
         self.refused[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Handshakes refused for `reason` so far.
     pub fn refused_count(&self, reason: &str) -> u64 {
-        REFUSALS.iter().position(|r| *r == reason).map_or(0, |i| self.refused[i].load(Ordering::Relaxed))
+        refusal_labels().position(|r| r == reason).map_or(0, |i| self.refused[i].load(Ordering::Relaxed))
     }
 
     /// Counts a frame sent to an edge, by its name, and for `Tasks` its tasks and their bytes.
@@ -132,7 +129,7 @@ impl QueueMetrics {
             "# HELP edgepurge_control_queue_handshakes_refused_total Queue-server TLS handshakes refused, by reason.\n",
         );
         out.push_str("# TYPE edgepurge_control_queue_handshakes_refused_total counter\n");
-        for (name, counter) in REFUSALS.iter().zip(&self.refused) {
+        for (name, counter) in refusal_labels().zip(&self.refused) {
             let n = counter.load(Ordering::Relaxed);
             let _ = writeln!(out, "edgepurge_control_queue_handshakes_refused_total{{reason=\"{name}\"}} {n}");
         }

@@ -24,7 +24,7 @@ pub mod fill;
 pub mod http_cache;
 pub mod metrics;
 mod origin;
-mod origin_client;
+pub mod origin_client;
 pub mod policy_slot;
 pub mod proxy;
 pub mod purge;

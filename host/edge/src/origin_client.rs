@@ -58,7 +58,20 @@ impl OriginClients {
     }
 }
 
-fn client(mut tls: edgepurge_tls::rustls::ClientConfig, connect_timeout: Duration) -> OriginClient {
+fn client(tls: edgepurge_tls::rustls::ClientConfig, connect_timeout: Duration) -> OriginClient {
+    http_client(tls, connect_timeout)
+}
+
+/// A pooled hyper client for http:// and https:// URLs (HTTP/2 when the server's ALPN offers it)
+/// with `tls`, `TCP_NODELAY` and `connect_timeout`: the origin clients, and the CLI's API client.
+pub fn http_client<B>(
+    mut tls: edgepurge_tls::rustls::ClientConfig,
+    connect_timeout: Duration,
+) -> Client<HttpsConnector<HttpConnector>, B>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
     // hyper-rustls insists on writing ALPN itself (from `enable_http1`/`enable_http2`: the same
     // `h2`, `http/1.1`) and panics on a preset list.
     tls.alpn_protocols.clear();

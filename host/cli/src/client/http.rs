@@ -11,10 +11,9 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Bytes, Frame, Incoming};
 use hyper::{header, Method, Request, Response, StatusCode};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -127,20 +126,9 @@ impl ApiClient {
     /// A client for `target`, trusting the Mozilla roots plus `target.ca`.
     pub fn new(target: Target) -> Result<Self> {
         let cas: Vec<_> = target.ca.iter().collect();
-        let mut tls = edgepurge_tls::client_config(&cas).context("the TLS settings of the API client")?;
-        // hyper-rustls writes ALPN itself (from enable_http1/enable_http2) and refuses a preset list.
-        tls.alpn_protocols.clear();
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        Ok(Self { target, client: Client::builder(TokioExecutor::new()).build(connector) })
+        let tls = edgepurge_tls::client_config(&cas).context("the TLS settings of the API client")?;
+        let client = edgepurge_edge::origin_client::http_client(tls, Duration::from_secs(10));
+        Ok(Self { target, client })
     }
 
     /// `GET path` (path and query, already encoded); the JSON answer.

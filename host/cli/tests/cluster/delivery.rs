@@ -146,7 +146,15 @@ fn a_task_an_edge_cannot_apply_is_reported_with_its_reason() {
     }
     // The CLI, following the batch, exits 2 and says why.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgepurge"))
-        .args(["status", &id.to_string(), "--watch", "--server", &format!("http://{}", cluster.api), "--token", &cluster.token])
+        .args([
+            "status",
+            &id.to_string(),
+            "--watch",
+            "--server",
+            &format!("http://{}", cluster.api),
+            "--token",
+            &cluster.token,
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));

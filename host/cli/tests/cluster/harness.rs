@@ -16,7 +16,7 @@ use crate::chaos::ChaosProxy;
 use crate::origin::Origin;
 use crate::support::http;
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgepurge");
+use crate::support::BIN;
 /// Generous: the machines are shared and slow; a wait ends as soon as its condition holds.
 pub const PATIENCE: Duration = Duration::from_secs(90);
 
@@ -159,14 +159,7 @@ impl Builder {
             ),
         )
         .unwrap();
-        let out = Command::new(BIN)
-            .args(["token", "create", "--config"])
-            .arg(&control_config)
-            .args(["--name", "test-admin", "--admin"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "token create: {}", String::from_utf8_lossy(&out.stderr));
-        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let token = crate::support::create_token(&control_config, "test-admin", &["--admin"]);
         let chaos = self.chaos.then(|| ChaosProxy::start(&queue_addr));
         let node = chaos.as_ref().map_or(queue_addr.clone(), |c| c.addr.clone());
         let mut edges = Vec::new();
