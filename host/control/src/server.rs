@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 use edgepurge_control_store::{ControlStore, SqliteStore};
+use edgepurge_tls::mtls::ReloadingServerConfig;
 use edgepurge_tls::Negotiated;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -72,7 +73,8 @@ pub enum StartError {
 /// The control role, bound and ready to serve.
 pub struct BoundControl {
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    /// The API's certificate, re-read when its files change.
+    tls: Option<ReloadingServerConfig>,
     router: Router,
     /// Retention and queue observation, stopped when serving ends.
     background: Vec<JoinHandle<()>>,
@@ -141,9 +143,9 @@ impl BoundControl {
             return Err(StartError::PlainOffLoopback(config.listen));
         }
         let tls = match &config.tls {
-            Some(tls) => Some(TlsAcceptor::from(Arc::new(
-                edgepurge_tls::server_config(&tls.cert, &tls.key).map_err(StartError::Tls)?,
-            ))),
+            Some(tls) => {
+                Some(ReloadingServerConfig::without_client_auth(&tls.cert, &tls.key).map_err(StartError::Tls)?)
+            }
             None => None,
         };
         let listener = TcpListener::bind(config.listen)
@@ -210,9 +212,11 @@ impl BoundControl {
             };
             let _ = stream.set_nodelay(true);
             let service = TowerToHyperService::new(router.clone());
-            let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
+            let (builder, watcher) = (builder.clone(), graceful.watcher());
+            // The current config per connection: a renewed certificate applies to the next one.
+            let acceptor = tls.as_ref().map(|tls| TlsAcceptor::from(tls.current()));
             tokio::spawn(async move {
-                let result = match tls {
+                let result = match acceptor {
                     Some(acceptor) => {
                         let (stream, negotiated) =
                             match edgepurge_tls::accept(&acceptor, stream, HANDSHAKE_TIMEOUT).await {

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgepurge_policy_runtime::LoadedPolicy;
+use edgepurge_tls::mtls::ReloadingServerConfig;
 use edgepurge_tls::Negotiated;
 use http::Request;
 use hyper::body::Incoming;
@@ -51,7 +52,7 @@ pub async fn run(config: EdgeConfig, policy: LoadedPolicy, shutdown: impl Future
 pub struct Edge {
     shared: Arc<Shared>,
     /// The TLS listener's handshake setup, when `[tls]` is configured.
-    tls: Option<TlsAcceptor>,
+    tls: Option<ReloadingServerConfig>,
 }
 
 impl Edge {
@@ -59,11 +60,10 @@ impl Edge {
     /// Fails when the `[tls]` certificate or key cannot be used, naming the file and the problem.
     pub fn new(config: EdgeConfig, policy: LoadedPolicy) -> anyhow::Result<Edge> {
         let tls = match &config.tls {
-            Some(tls) => {
-                let server =
-                    edgepurge_tls::server_config(&tls.cert, &tls.key).map_err(|e| anyhow::anyhow!("[tls]: {e}"))?;
-                Some(TlsAcceptor::from(Arc::new(server)))
-            }
+            Some(tls) => Some(
+                ReloadingServerConfig::without_client_auth(&tls.cert, &tls.key)
+                    .map_err(|e| anyhow::anyhow!("[tls]: {e}"))?,
+            ),
             None => None,
         };
         Ok(Edge { shared: Shared::new(config, PolicySlot::new(policy))?, tls })
@@ -89,11 +89,11 @@ impl Edge {
             None => None,
         };
         let tls = match (self.tls, &config.tls) {
-            (Some(acceptor), Some(section)) => {
+            (Some(config), Some(section)) => {
                 let listener = TcpListener::bind(section.listen)
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot listen on {} (tls.listen): {e}", section.listen))?;
-                Some(TlsListener { listener, acceptor })
+                Some(TlsListener { listener, config })
             }
             _ => None,
         };
@@ -101,10 +101,10 @@ impl Edge {
     }
 }
 
-/// The bound TLS listener and its handshake setup.
+/// The bound TLS listener and its certificate (re-read when its files change).
 struct TlsListener {
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    config: ReloadingServerConfig,
 }
 
 /// Accepts on the TLS listener, or never completes when there is none.
@@ -164,7 +164,7 @@ impl BoundEdge {
             let (stream, is_admin, acceptor) = tokio::select! {
                 accepted = proxy.accept() => (accepted, false, None),
                 accepted = admin.accept() => (accepted, true, None),
-                accepted = accept_tls(tls.as_ref()) => (accepted, false, tls.as_ref().map(|t| t.acceptor.clone())),
+                accepted = accept_tls(tls.as_ref()) => (accepted, false, tls.as_ref().map(|t| TlsAcceptor::from(t.config.current()))),
                 _ = &mut shutdown => break,
             };
             let (stream, peer) = match stream {

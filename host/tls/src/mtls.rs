@@ -76,6 +76,16 @@ impl ReloadingServerConfig {
         Ok(Self { inner: Arc::new(Reloading::new(paths.into_iter().flatten().collect(), Box::new(build))?) })
     }
 
+    /// A server without client authentication (the control API, the edge's TLS listener): the
+    /// chain in `cert` with the key in `key`, ALPN `h2` and `http/1.1`
+    /// ([`crate::server_config`]), rebuilt when either file changes.
+    pub fn without_client_auth(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let (cert, key) = (cert.to_owned(), key.to_owned());
+        let paths = vec![cert.clone(), key.clone()];
+        let build = move || crate::server_config(&cert, &key);
+        Ok(Self { inner: Arc::new(Reloading::new(paths, Box::new(build))?) })
+    }
+
     /// The config for the next handshake (rebuilt first if a file changed).
     pub fn current(&self) -> Arc<ServerConfig> {
         self.inner.current()

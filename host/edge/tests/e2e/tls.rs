@@ -425,3 +425,34 @@ async fn shutdown_drains_tls_requests_in_flight() {
     }
     edge.shutdown().await;
 }
+
+/// A renewed certificate (here: from another CA, so the difference is visible) is served to the
+/// next TLS client without a restart; connections made before keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    let (old_ca, new_ca) = (Pki::new("old CA"), Pki::new("new CA"));
+    let (cert, key) = old_ca.leaf("edge");
+    let origin = TestOrigin::start(None).await;
+    let edge = RunningEdge::start(&cert, &key, &origin_table("a.test", &format!("http://{}", origin.addr), None)).await;
+    let mut before = Conn::tls(edge.tls, &old_ca.ca_file, ALPN_H2).await;
+    assert_miss(&before.get("a.test", "/r").await);
+
+    let (new_cert, new_key) = new_ca.leaf("renewed");
+    std::fs::copy(&new_key, &key).unwrap();
+    std::fs::copy(&new_cert, &cert).unwrap();
+    // Files are looked at once a second at most; retry until the new certificate is served.
+    let renewed = patiently("the renewed certificate", async {
+        loop {
+            if let Ok(stream) = tls_connect(edge.tls, &new_ca.ca_file, ALPN_H2).await {
+                return stream;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    drop(renewed);
+    assert!(tls_connect(edge.tls, &old_ca.ca_file, ALPN_H2).await.is_err(), "the old certificate is gone");
+    assert_hit(&Conn::tls(edge.tls, &new_ca.ca_file, ALPN_H2).await.get("a.test", "/r").await);
+    assert_hit(&before.get("a.test", "/r").await);
+    edge.shutdown().await;
+}
