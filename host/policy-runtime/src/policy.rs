@@ -81,6 +81,9 @@ struct Warm {
     calls: u64,
 }
 
+/// How many times `describe` may pass its deadline at load before the component is refused.
+const DESCRIBE_ATTEMPTS: u32 = 3;
+
 /// The compiled component behind a policy (absent for [`LoadedPolicy::builtin`]).
 struct Compiled {
     runtime: PolicyRuntime,
@@ -163,9 +166,18 @@ impl LoadedPolicy {
             size: bytes.len(),
             compile_time,
         };
-        let info = policy
-            .call_describe()
-            .await
+        // `describe` runs under the call deadline like any hook, but on a busy machine the first
+        // call of a fresh instance can be descheduled past it: a deadline at load is retried
+        // (with a fresh instance, the failed one is dropped) so a valid policy is not refused for
+        // the machine's load; a `describe` that really loops is still refused, after a few tries.
+        let mut attempts = 1;
+        let described = loop {
+            match policy.call_describe().await {
+                Err((FailureKind::Deadline, _)) if attempts < DESCRIBE_ATTEMPTS => attempts += 1,
+                other => break other,
+            }
+        };
+        let info = described
             .map(types::info)
             .and_then(|info| returns::check_info(&info).map(|_| info).map_err(|e| (FailureKind::InvalidReturn, e)))
             .map_err(|(kind, detail)| Error::Describe { kind, detail })?;

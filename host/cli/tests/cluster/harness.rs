@@ -52,6 +52,12 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGHUP (the roles reload their policy).
+    pub fn hangup(&self) {
+        let status = Command::new("kill").args(["-HUP", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
     /// SIGTERM, then waits for a clean exit.
     pub fn terminate(mut self) {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
@@ -73,6 +79,7 @@ pub struct Builder {
     queues: u32,
     chaos: bool,
     stall_after_ms: u64,
+    control_policy: Option<PathBuf>,
 }
 
 /// One edge's ports and process.
@@ -102,7 +109,7 @@ pub struct Cluster {
 impl Cluster {
     /// `Cluster::builder().edges(3).build()`.
     pub fn builder() -> Builder {
-        Builder { edges: 3, queues: 4, chaos: false, stall_after_ms: 60_000 }
+        Builder { edges: 3, queues: 4, chaos: false, stall_after_ms: 60_000, control_policy: None }
     }
 }
 
@@ -122,6 +129,12 @@ impl Builder {
     /// S0.2: how long a queue may show no progress while others progress before it is unhealthy.
     pub fn stall_after_ms(mut self, ms: u64) -> Self {
         self.stall_after_ms = ms;
+        self
+    }
+
+    /// Control's `[policy] path` (control sends it to every edge).
+    pub fn control_policy(mut self, path: &Path) -> Self {
+        self.control_policy = Some(path.to_owned());
         self
     }
 
@@ -148,10 +161,11 @@ impl Builder {
             format!(
                 "listen = \"{api}\"\ndatabase = \"{db}\"\nqueues = {queues}\nstall-after-ms = {stall}\n\n[queue-server]\nlisten = \
                  \"{queue_addr}\"\ncert = \"{cert}\"\nkey = \"{key}\"\nclient-ca = \"{ca}\"\ncrl = \"{crl}\"\nedges = \
-                 [{allowed}]\nheartbeat-ms = 1000\n",
+                 [{allowed}]\nheartbeat-ms = 1000\n{policy}",
                 db = dir.path().join("control.sqlite").display(),
                 queues = self.queues,
                 stall = self.stall_after_ms,
+                policy = self.control_policy.map(|p| format!("\n[policy]\npath = \"{}\"\n", p.display())).unwrap_or_default(),
                 cert = l.control_cert.display(),
                 key = l.control_key.display(),
                 ca = l.ca_cert.display(),

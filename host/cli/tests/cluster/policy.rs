@@ -1,5 +1,6 @@
-//! Policy distribution: a policy installed on control (`PUT /v1/policy`) reaches every edge,
-//! which loads it and says so, and the control's edge list shows which policy each edge runs.
+//! Policy distribution: a policy installed on control (`PUT /v1/policy`, or its `[policy]` file
+//! re-read on SIGHUP) reaches every edge, which loads it and says so, and the control's edge list
+//! shows which policy each edge runs.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -31,10 +32,31 @@ fn edge_policy_name(cluster: &Cluster, i: usize) -> String {
     serde_json::from_str::<Value>(body).unwrap_or(Value::Null)["name"].as_str().unwrap_or("").to_owned()
 }
 
+fn shipped_policy(name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../target/policies/{name}.wasm"));
+    assert!(path.exists(), "run `make policies` first (make test does): {}", path.display());
+    path
+}
+
+#[test]
+fn the_configured_policy_reaches_every_edge_and_sighup_sends_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.wasm");
+    std::fs::copy(shipped_policy("default"), &file).unwrap();
+    let cluster = Cluster::builder().edges(3).control_policy(&file).build();
+    for i in 0..cluster.edges.len() {
+        cluster.wait_for("the edge to run control's policy", || edge_policy_name(&cluster, i) == "default");
+    }
+    std::fs::copy(shipped_policy("api-read-through"), &file).unwrap();
+    cluster.control.as_ref().unwrap().hangup();
+    for i in 0..cluster.edges.len() {
+        cluster.wait_for("the edge to run the reloaded policy", || edge_policy_name(&cluster, i) == "api-read-through");
+    }
+}
+
 #[test]
 fn a_policy_swap_reaches_every_edge() {
-    let wasm = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/policies/static-assets.wasm");
-    let bytes = std::fs::read(wasm).expect("run `make policies` first (make test does)");
+    let bytes = std::fs::read(shipped_policy("static-assets")).unwrap();
     let cluster = Cluster::builder().edges(3).build();
     let (status, response) = put_policy(&cluster, &bytes);
     assert_eq!(status, 200, "{response}");

@@ -459,3 +459,39 @@ async fn resume_offsets_trimmed_queues_and_the_newer_stream_wins() {
     assert_eq!(c.state.queue.connected_count(), 1);
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_edge_is_dropped_after_three_heartbeat_intervals() {
+    let c = Control::start(1, 200).await.unwrap();
+    let token = c.token("shop", false).await;
+    let mut edge = Edge::connect(c.queue, &c.edge_files("edge-1"), Vec::new(), 1 << 20).await;
+    assert!(matches!(edge.next().await, Some(ControlFrame::Hello { .. })));
+    // The edge says nothing more: control sends heartbeats while idle, then gives up on it.
+    let mut heartbeats = 0;
+    loop {
+        match edge.next().await {
+            Some(ControlFrame::Heartbeat { .. }) => heartbeats += 1,
+            Some(other) => panic!("expected heartbeats only, got {other:?}"),
+            None => break,
+        }
+    }
+    assert!(heartbeats >= 1, "control sent no heartbeat before dropping the stream");
+    eventually("the edge shown disconnected", || async {
+        let (_, edges) = c.send("GET", "/v1/edges", &token, "").await;
+        edges["edges"][0]["connected"] == false
+    })
+    .await;
+
+    // An edge that answers heartbeats stays connected through many intervals.
+    let mut edge = Edge::connect(c.queue, &c.edge_files("edge-1"), Vec::new(), 1 << 20).await;
+    assert!(matches!(edge.next().await, Some(ControlFrame::Hello { .. })));
+    for _ in 0..6 {
+        match edge.next().await {
+            Some(ControlFrame::Heartbeat { at_ms }) => edge.send(EdgeFrame::Heartbeat { at_ms }).await,
+            other => panic!("expected a heartbeat, got {other:?}"),
+        }
+    }
+    let (_, edges) = c.send("GET", "/v1/edges", &token, "").await;
+    assert_eq!(edges["edges"][0]["connected"], true, "{edges}");
+    c.stop().await;
+}
