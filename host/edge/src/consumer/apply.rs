@@ -71,7 +71,7 @@ async fn worker(inner: Arc<Inner>, key: String, queue: QueueId, notify: Arc<Noti
         let metrics = inner.metrics();
         ControlMetrics::add(&metrics.tasks_failed, failures.len() as u64);
         let (k, q) = (key.clone(), queue);
-        let applied = match inner.buffer.call(move |b| b.mark_applied(&k, q, last)).await {
+        let applied = match inner.buffer.call(move |b| b.mark_applied(&k, q, last, &failures, now_ms())).await {
             Ok(()) => true,
             Err(e) => {
                 // Not durable: the batch is applied again after this error clears (purges are
@@ -84,9 +84,7 @@ async fn worker(inner: Arc<Inner>, key: String, queue: QueueId, notify: Arc<Noti
         if applied {
             let count = inner.buffer.call(|b| Ok(b.used())).await.unwrap_or(0);
             metrics.buffer_bytes.store(count, Ordering::Relaxed);
-            let link = inner.link(&key);
-            link.failures.lock().unwrap_or_else(|e| e.into_inner()).extend(failures);
-            link.ack.notify_one();
+            inner.link(&key).ack.notify_one();
         }
     }
 }

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use edgepurge_wire::{Offset, QueueId, WireTask};
+use edgepurge_wire::{Offset, QueueId, TaskFailure, WireTask};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -114,6 +114,11 @@ pub struct ReceiveBuffer {
     used: u64,
 }
 
+/// How long a failure report is kept for re-sending after reconnects (1 hour).
+const FAILURE_RETENTION_MS: u64 = 3_600_000;
+/// At most this many failure reports are kept.
+const FAILURE_ROWS: i64 = 10_000;
+
 fn sql(offset: Offset) -> Result<i64> {
     i64::try_from(offset).map_err(|_| BufferError::OffsetTooLarge(offset))
 }
@@ -130,6 +135,10 @@ CREATE TABLE IF NOT EXISTS watermarks (
     PRIMARY KEY (node, queue)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS nodes (url TEXT PRIMARY KEY, control_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS failures (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, node TEXT NOT NULL, queue INTEGER NOT NULL, offset INTEGER NOT NULL,
+    reason TEXT NOT NULL, at_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, node TEXT NOT NULL, message TEXT NOT NULL
 );
@@ -283,8 +292,16 @@ impl ReceiveBuffer {
     }
 
     /// Records that everything of (`node`, `queue`) through `through` is applied: deletes those
-    /// rows and advances the applied watermark, in one transaction.
-    pub fn mark_applied(&mut self, node: &str, queue: QueueId, through: Offset) -> Result<()> {
+    /// rows, advances the applied watermark and stores the tasks' failure reports (so a report
+    /// survives a crash or a dropped connection), in one transaction.
+    pub fn mark_applied(
+        &mut self,
+        node: &str,
+        queue: QueueId,
+        through: Offset,
+        failures: &[TaskFailure],
+        at_ms: u64,
+    ) -> Result<()> {
         let tx = self.conn.transaction()?;
         let freed: i64 = tx.query_row(
             "SELECT COALESCE(SUM(size), 0) FROM tasks WHERE node = ?1 AND queue = ?2 AND offset <= ?3",
@@ -299,9 +316,36 @@ impl ReceiveBuffer {
             "UPDATE watermarks SET applied = MAX(applied, ?3) WHERE node = ?1 AND queue = ?2",
             params![node, queue, sql(through)?],
         )?;
+        for f in failures {
+            tx.execute(
+                "INSERT INTO failures (node, queue, offset, reason, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![node, f.queue, sql(f.offset)?, f.reason, at_ms as i64],
+            )?;
+        }
+        if !failures.is_empty() {
+            let horizon = at_ms.saturating_sub(FAILURE_RETENTION_MS) as i64;
+            tx.execute(
+                "DELETE FROM failures WHERE at_ms < ?1 OR id <= (SELECT MAX(id) FROM failures) - ?2",
+                params![horizon, FAILURE_ROWS],
+            )?;
+        }
         tx.commit()?;
         self.used = self.used.saturating_sub(freed.max(0) as u64);
         Ok(())
+    }
+
+    /// The failure reports of `node` stored after row `after` (oldest first, at most 1,000), with
+    /// their row ids. A connection sends each once; a new connection sends them all again,
+    /// because control confirms nothing and records a report only once anyway.
+    pub fn failures_after(&self, node: &str, after: i64) -> Result<Vec<(i64, TaskFailure)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, queue, offset, reason FROM failures WHERE node = ?1 AND id > ?2 ORDER BY id LIMIT 1000",
+        )?;
+        let rows = stmt.query_map(params![node, after], |r| {
+            let failure = TaskFailure { queue: r.get(1)?, offset: r.get::<_, i64>(2)? as u64, reason: r.get(3)? };
+            Ok((r.get::<_, i64>(0)?, failure))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Records a `Trimmed`: drops what is held for the queue (everything was purged instead), sets

@@ -53,7 +53,7 @@ fn duplicates_are_ignored_and_gaps_refused() {
     assert_eq!(stored, Stored { inserted: 0, duplicates: 2, received: 5 });
     assert_eq!(buf.used(), 500);
     // Applied rows are gone, and re-sending them is still a duplicate.
-    buf.mark_applied("c1", 0, 3).unwrap();
+    buf.mark_applied("c1", 0, 3, &[], 1).unwrap();
     let stored = buf.store("c1", 0, 1, &tasks(1..=3)).unwrap();
     assert_eq!(stored.duplicates, 3);
     assert_eq!(buf.pending("c1", 0, 10).unwrap().len(), 2);
@@ -68,7 +68,7 @@ fn watermarks_and_free_space_follow_applying() {
     let mut buf = ReceiveBuffer::open(dir.path(), 1_000).unwrap();
     buf.store("c1", 1, 1, &[task(1, 300), task(2, 200), task(3, 100)]).unwrap();
     assert_eq!((buf.used(), buf.free()), (600, 400));
-    buf.mark_applied("c1", 1, 2).unwrap();
+    buf.mark_applied("c1", 1, 2, &[], 1).unwrap();
     assert_eq!((buf.used(), buf.free()), (100, 900));
     assert_eq!(buf.watermarks("c1").unwrap(), vec![QueueMarks { queue: 1, received: 3, applied: 2 }]);
     // Over capacity (a misbehaving control): stored anyway, free is 0, not negative.
@@ -107,4 +107,25 @@ async fn shared_calls_run_off_the_runtime() {
     let stored = shared.call(|b| b.store("c1", 0, 1, &tasks(1..=1))).await.unwrap();
     assert_eq!(stored.received, 1);
     assert_eq!(shared.call(|b| Ok(b.used())).await.unwrap(), 100);
+}
+
+#[test]
+fn failure_reports_are_stored_with_the_watermark_and_survive_reopening() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let failure = |offset: u64, reason: &str| TaskFailure { queue: 0, offset, reason: reason.into() };
+    {
+        let mut buf = ReceiveBuffer::open(dir.path(), 10_000).unwrap();
+        buf.store("c1", 0, 1, &tasks(1..=3)).unwrap();
+        buf.mark_applied("c1", 0, 3, &[failure(2, "origin said 503")], 1_000).unwrap();
+    }
+    let mut buf = ReceiveBuffer::open(dir.path(), 10_000).unwrap();
+    let all = buf.failures_after("c1", 0).unwrap();
+    assert_eq!(all.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(), vec![failure(2, "origin said 503")]);
+    assert!(buf.failures_after("c1", all[0].0).unwrap().is_empty(), "nothing after the last one sent");
+    assert!(buf.failures_after("c2", 0).unwrap().is_empty(), "per node");
+    // Reports older than the retention go when newer ones are stored.
+    buf.store("c1", 0, 4, &tasks(4..=4)).unwrap();
+    buf.mark_applied("c1", 0, 4, &[failure(4, "later")], 1_000 + FAILURE_RETENTION_MS + 1).unwrap();
+    let kept: Vec<_> = buf.failures_after("c1", 0).unwrap().into_iter().map(|(_, f)| f.offset).collect();
+    assert_eq!(kept, vec![4]);
 }

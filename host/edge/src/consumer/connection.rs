@@ -134,6 +134,8 @@ type BodyStream = Pin<Box<dyn Stream<Item = Result<Frame<Bytes>, Infallible>> + 
 struct Sender {
     tx: mpsc::Sender<Bytes>,
     last_sent: Instant,
+    /// The last failure report (buffer row id) sent on this connection.
+    failures_sent: i64,
 }
 
 impl Sender {
@@ -145,15 +147,19 @@ impl Sender {
     }
 }
 
-/// Builds the Ack of `key`: watermarks from the buffer, failures taken from the link.
-async fn ack(inner: &Arc<Inner>, key: &str, link: &Link) -> Result<EdgeFrame, End> {
-    let k = key.to_owned();
-    let (marks, free) = inner.buffer.call(move |b| Ok((b.watermarks(&k)?, b.free()))).await?;
-    let failures = std::mem::take(&mut *link.failures.lock().unwrap_or_else(|e| e.into_inner()));
+/// Builds the Ack of `key`: watermarks from the buffer and the failure reports not yet sent on
+/// this connection (`sent` is the last one sent).
+async fn ack(inner: &Arc<Inner>, key: &str, sent: &mut i64) -> Result<EdgeFrame, End> {
+    let (k, after) = (key.to_owned(), *sent);
+    let (marks, free, failures) =
+        inner.buffer.call(move |b| Ok((b.watermarks(&k)?, b.free(), b.failures_after(&k, after)?))).await?;
+    if let Some((last, _)) = failures.last() {
+        *sent = *last;
+    }
     Ok(EdgeFrame::Ack {
         received: marks.iter().map(|m| (m.queue, m.received)).collect(),
         applied: marks.iter().map(|m| (m.queue, m.applied)).collect(),
-        failures,
+        failures: failures.into_iter().map(|(_, f)| f).collect(),
         buffer_free: free,
     })
 }
@@ -205,8 +211,7 @@ async fn session(inner: &Arc<Inner>, node: &ControlNode, index: usize, hello: &m
                 }
             },
             _ = ack_due => {
-                let link = link.as_ref().expect("ack_due waits only with a link");
-                match ack(inner, &key, link).await {
+                match ack(inner, &key, &mut sender.failures_sent).await {
                     Ok(frame) => if let Err(e) = sender.send(&frame).await { return e },
                     Err(e) => return e,
                 }
@@ -338,8 +343,8 @@ async fn handle(
             return sender.send(&answer).await;
         }
     }
-    if let Some(link) = link {
-        let frame = ack(inner, key, link).await?;
+    if link.is_some() {
+        let frame = ack(inner, key, &mut sender.failures_sent).await?;
         sender.send(&frame).await?;
     }
     Ok(())
@@ -391,7 +396,7 @@ async fn connect(
         .header(header::CONTENT_TYPE, CONTENT_TYPE)
         .body(StreamBody::new(stream))
         .map_err(|e| failed("building the request", &e))?;
-    let mut sender = Sender { tx, last_sent: Instant::now() };
+    let mut sender = Sender { tx, last_sent: Instant::now(), failures_sent: 0 };
     let resp = request_sender.send_request(req);
     // Queued before the head is awaited: the server reads the Hello before it answers.
     sender.send(hello).await?;

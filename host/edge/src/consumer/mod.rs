@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use edgepurge_tls::mtls::{ClientFiles, ReloadingClientConfig};
-use edgepurge_wire::{QueueId, TaskFailure};
+use edgepurge_wire::QueueId;
 use serde_json::json;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -111,11 +111,11 @@ impl Status {
     }
 }
 
-/// What the appliers of one node key tell its connection: an Ack is due, with these failures.
+/// What the appliers of one node key tell its connection: an Ack is due (the failure reports
+/// travel through the receive buffer).
 #[derive(Default)]
 struct Link {
     ack: Notify,
-    failures: Mutex<Vec<TaskFailure>>,
 }
 
 /// Everything the consumer's tasks share.
