@@ -113,6 +113,7 @@ fn connections_cut_at_random_change_nothing() {
     }
     let cuts = cluster.chaos.as_ref().unwrap().cuts.load(std::sync::atomic::Ordering::SeqCst);
     assert!(cuts > 0, "the proxy cut no connection, so the test proved nothing");
+    eprintln!("the proxy cut {cuts} connections");
     // Every task applied exactly once per edge, whatever was re-sent after a cut.
     for i in 0..cluster.edges.len() {
         assert_eq!(cluster.edge_metric(i, "edgepurge_control_tasks_applied_total"), 2_000.0, "edge {i}");
