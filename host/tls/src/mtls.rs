@@ -64,7 +64,13 @@ pub struct ClientFiles {
 /// The queue server's config, rebuilt when its files change.
 #[derive(Clone)]
 pub struct ReloadingServerConfig {
-    inner: Arc<Reloading<ServerConfig>>,
+    inner: Arc<Reloading<ServerBundle>>,
+}
+
+/// A server config and the client verifier inside it (kept to re-check connected clients).
+struct ServerBundle {
+    config: Arc<ServerConfig>,
+    verifier: Option<Arc<EdgeVerifier>>,
 }
 
 impl ReloadingServerConfig {
@@ -72,7 +78,10 @@ impl ReloadingServerConfig {
     pub fn new(files: ServerFiles) -> Result<Self, TlsError> {
         let paths =
             [Some(files.cert.clone()), Some(files.key.clone()), Some(files.client_ca.clone()), files.crl.clone()];
-        let build = move || server_config(&files);
+        let build = move || {
+            let (config, verifier) = server_bundle(&files)?;
+            Ok(ServerBundle { config: Arc::new(config), verifier: Some(verifier) })
+        };
         Ok(Self { inner: Arc::new(Reloading::new(paths.into_iter().flatten().collect(), Box::new(build))?) })
     }
 
@@ -82,13 +91,23 @@ impl ReloadingServerConfig {
     pub fn without_client_auth(cert: &Path, key: &Path) -> Result<Self, TlsError> {
         let (cert, key) = (cert.to_owned(), key.to_owned());
         let paths = vec![cert.clone(), key.clone()];
-        let build = move || crate::server_config(&cert, &key);
+        let build = move || Ok(ServerBundle { config: Arc::new(crate::server_config(&cert, &key)?), verifier: None });
         Ok(Self { inner: Arc::new(Reloading::new(paths, Box::new(build))?) })
     }
 
     /// The config for the next handshake (rebuilt first if a file changed).
     pub fn current(&self) -> Arc<ServerConfig> {
-        self.inner.current()
+        self.inner.current().config.clone()
+    }
+
+    /// Checks a connected client's certificate `chain` (leaf first, as the handshake saw it)
+    /// against the current files: a certificate revoked, expired or taken off the allow-list
+    /// since its handshake is refused now, so its connection can be closed. Always `Ok` without
+    /// client authentication.
+    pub fn check_client(&self, chain: &[CertificateDer<'static>]) -> Result<(), Refusal> {
+        let Some(verifier) = self.inner.current().verifier.clone() else { return Ok(()) };
+        let Some((leaf, intermediates)) = chain.split_first() else { return Err(Refusal::NoCertificate) };
+        verifier.verify_client_cert(leaf, intermediates, UnixTime::now()).map(|_| ()).map_err(|e| Refusal::of(&e))
     }
 }
 
@@ -120,6 +139,11 @@ pub fn peer_edge_name(conn: &ServerConnection) -> Option<String> {
 /// The queue server's config: its certificate, a client certificate required from `client_ca`
 /// and checked against the CRL and the allow-list; ALPN `h2` only (the transport is HTTP/2).
 pub fn server_config(files: &ServerFiles) -> Result<ServerConfig, TlsError> {
+    server_bundle(files).map(|(config, _)| config)
+}
+
+/// [`server_config`] and the verifier it holds.
+fn server_bundle(files: &ServerFiles) -> Result<(ServerConfig, Arc<EdgeVerifier>), TlsError> {
     let roots = roots_with(RootCertStore::empty(), &[&files.client_ca])?;
     let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
     if let Some(crl) = &files.crl {
@@ -131,11 +155,11 @@ pub fn server_config(files: &ServerFiles) -> Result<ServerConfig, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Provider(e.to_string()))?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(verifier.clone())
         .with_single_cert(load_certs(&files.cert)?, load_key(&files.key)?)
         .map_err(|e| cert_rejected(&files.cert, &files.key, e))?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
-    Ok(config)
+    Ok((config, verifier))
 }
 
 /// An edge's config towards control: trusts only `ca` (checked against the CRL), presents the

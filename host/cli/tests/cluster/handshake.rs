@@ -1,5 +1,6 @@
 //! The queue server refuses, at the TLS handshake, an edge with no certificate, one from another
-//! CA, an expired one, a revoked one and one not on the allow-list; the others keep working.
+//! CA, an expired one, a revoked one and one not on the allow-list; an edge connected before its
+//! revocation is cut off within seconds; the others keep working.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -11,7 +12,7 @@ use edgepurge_tls::mtls::{client_config, ClientFiles};
 use edgepurge_tls::rustls::{self, ClientConfig, ClientConnection, RootCertStore};
 use serde_json::json;
 
-use crate::harness::Cluster;
+use crate::harness::{edge_entry, Cluster};
 
 /// Connects to the queue server with `config` and reads its first bytes: `Ok` when the server
 /// accepted the client (it sends its HTTP/2 settings), else the TLS error.
@@ -79,6 +80,12 @@ fn bad_certificates_are_refused_at_the_handshake_and_good_ones_still_work() {
         .wait_for("edge-3 refused after revocation", || try_connect(&addr, edge_files(&dir, "edge-3", &ca)).is_err());
     let err = try_connect(&addr, edge_files(&dir, "edge-3", &ca)).unwrap_err();
     assert_eq!(err, "received fatal alert: CertificateRevoked", "revoked");
+    // The edge-3 process, connected before the revocation, is cut off too and cannot come back.
+    cluster.wait_for("edge-3's open stream closed", || {
+        edge_entry(&cluster.edges_json(), "edge-3").is_some_and(|e| e["connected"] == false)
+    });
+    // It still counts for progress until the operator decommissions it.
+    assert_eq!(cluster.api_call("DELETE", "/v1/edges/edge-3", None).0, 200);
 
     certs::issue_edge(&dir, "edge-7").unwrap();
     let err = try_connect(&addr, edge_files(&dir, "edge-7", &ca)).unwrap_err();
@@ -92,6 +99,7 @@ fn bad_certificates_are_refused_at_the_handshake_and_good_ones_still_work() {
         "certificate expired",
         "certificate revoked (listed in the CRL)",
         "edge `edge-7` is not in the queue server's allowed edges",
+        "closing the stream of a connected edge whose certificate no longer passes",
     ] {
         cluster.wait_for(&format!("the control log to say `{needle}`"), || {
             std::fs::read_to_string(&log).unwrap_or_default().contains(needle)

@@ -3,7 +3,7 @@
 //! cuts the edges' connections to control. Every process is killed when the test ends; their logs
 //! are printed when a wait times out.
 
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,11 +20,6 @@ use crate::support::BIN;
 /// Generous: the machines are shared and slow; a wait ends as soon as its condition holds.
 pub const PATIENCE: Duration = Duration::from_secs(90);
 
-/// A free loopback port (bound and released; the process binds it right after).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A running process of the binary, killed on drop.
 pub struct Proc {
     child: Child,
@@ -32,18 +27,30 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(args: &[&str], config: &Path, log: PathBuf) -> Proc {
+    /// Starts `edgepurge ARGS --config CONFIG` and returns it with the first `lines` lines it
+    /// printed (where the roles say which addresses they bound: every listener is on port 0, so
+    /// no port is picked ahead and lost to another process in between).
+    fn spawn(args: &[&str], config: &Path, log: PathBuf, lines: usize) -> (Proc, Vec<String>) {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-        let child = Command::new(BIN)
+        let mut child = Command::new(BIN)
             .args(args)
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(file)
             .spawn()
             .unwrap();
-        Proc { child, log }
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut printed = Vec::new();
+        for _ in 0..lines {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            printed.push(line.trim().to_owned());
+        }
+        // Keep reading so the process never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        (Proc { child, log }, printed)
     }
 
     /// `kill -9`: no chance to flush or say goodbye.
@@ -89,6 +96,8 @@ pub struct EdgeNode {
     pub admin: String,
     pub config: PathBuf,
     pub proc: Option<Proc>,
+    /// The rest of its `edge.toml` (written once control's queue server has an address).
+    template: String,
 }
 
 /// A running cluster.
@@ -99,6 +108,9 @@ pub struct Cluster {
     pub queue_addr: String,
     pub token: String,
     pub control_config: PathBuf,
+    /// `control.toml` with `{API}` and `{QUEUE}` for the listen addresses: port 0 at the first
+    /// start, the bound ports on restarts (edges keep their queue server address).
+    control_template: String,
     pub control: Option<Proc>,
     pub edges: Vec<EdgeNode>,
     /// The origin every edge proxies to (its thread serves until the test process ends).
@@ -150,67 +162,62 @@ impl Builder {
         let dir = tempfile::tempdir().unwrap();
         let made = certs::init(&dir.path().join("certs"), self.edges, &[], false).unwrap();
         let origin = Origin::start();
-        let api = format!("127.0.0.1:{}", free_port());
-        let queue_addr = format!("127.0.0.1:{}", free_port());
         let names: Vec<String> = made.edges.iter().map(|e| e.name.clone()).collect();
         let allowed = names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ");
         let l = &made.layout;
         let control_config = dir.path().join("control.toml");
-        std::fs::write(
-            &control_config,
-            format!(
-                "listen = \"{api}\"\ndatabase = \"{db}\"\nqueues = {queues}\nstall-after-ms = {stall}\n\n[queue-server]\nlisten = \
-                 \"{queue_addr}\"\ncert = \"{cert}\"\nkey = \"{key}\"\nclient-ca = \"{ca}\"\ncrl = \"{crl}\"\nedges = \
-                 [{allowed}]\nheartbeat-ms = 1000\n{policy}",
-                db = dir.path().join("control.sqlite").display(),
-                queues = self.queues,
-                stall = self.stall_after_ms,
-                policy = self.control_policy.map(|p| format!("\n[policy]\npath = \"{}\"\n", p.display())).unwrap_or_default(),
-                cert = l.control_cert.display(),
-                key = l.control_key.display(),
-                ca = l.ca_cert.display(),
-                crl = l.crl.display(),
-            ),
-        )
-        .unwrap();
+        let control_template = format!(
+            "listen = \"{{API}}\"\ndatabase = \"{db}\"\nqueues = {queues}\nstall-after-ms = {stall}\n\n[queue-server]\nlisten = \
+             \"{{QUEUE}}\"\ncert = \"{cert}\"\nkey = \"{key}\"\nclient-ca = \"{ca}\"\ncrl = \"{crl}\"\nedges = \
+             [{allowed}]\nheartbeat-ms = 1000\n{policy}",
+            db = dir.path().join("control.sqlite").display(),
+            queues = self.queues,
+            stall = self.stall_after_ms,
+            policy = self.control_policy.map(|p| format!("\n[policy]\npath = \"{}\"\n", p.display())).unwrap_or_default(),
+            cert = l.control_cert.display(),
+            key = l.control_key.display(),
+            ca = l.ca_cert.display(),
+            crl = l.crl.display(),
+        );
+        let any = "127.0.0.1:0".to_owned();
+        std::fs::write(&control_config, control_template.replace("{API}", &any).replace("{QUEUE}", &any)).unwrap();
         let token = crate::support::create_token(&control_config, "test-admin", &["--admin"]);
-        let chaos = self.chaos.then(|| ChaosProxy::start(&queue_addr));
-        let node = chaos.as_ref().map_or(queue_addr.clone(), |c| c.addr.clone());
         let mut edges = Vec::new();
         for name in names {
             let files = l.edge(&name);
-            let (proxy, admin) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
             let config = dir.path().join(format!("{name}.toml"));
-            std::fs::write(
-                &config,
-                format!(
-                    "listen = \"{proxy}\"\nadmin-listen = \"{admin}\"\n\n[[origin]]\nhost = \"*\"\nurl = \"http://{o}\"\nread-timeout-ms = 120000\n\n\
-                     [control]\nnodes = [\"https://{node}\"]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\ncrl = \
-                     \"{crl}\"\nserver-name = \"localhost\"\nstate-dir = \"{state}\"\nheartbeat-ms = 1000\n",
-                    o = origin.addr,
-                    ca = l.ca_cert.display(),
-                    cert = files.cert.display(),
-                    key = files.key.display(),
-                    crl = l.crl.display(),
-                    state = dir.path().join(&name).display(),
-                ),
-            )
-            .unwrap();
-            edges.push(EdgeNode { name, proxy, admin, config, proc: None });
+            let template = format!(
+                "listen = \"127.0.0.1:0\"\nadmin-listen = \"127.0.0.1:0\"\n\n[[origin]]\nhost = \"*\"\nurl = \"http://{o}\"\n\
+                 read-timeout-ms = 120000\n\n[control]\nnodes = [\"https://{{NODE}}\"]\nca = \"{ca}\"\ncert = \"{cert}\"\n\
+                 key = \"{key}\"\ncrl = \"{crl}\"\nserver-name = \"localhost\"\nstate-dir = \"{state}\"\nheartbeat-ms = 1000\n",
+                o = origin.addr,
+                ca = l.ca_cert.display(),
+                cert = files.cert.display(),
+                key = files.key.display(),
+                crl = l.crl.display(),
+                state = dir.path().join(&name).display(),
+            );
+            edges.push(EdgeNode { name, proxy: String::new(), admin: String::new(), config, proc: None, template });
         }
         let mut cluster = Cluster {
             certs: made.layout.clone(),
             dir,
-            api,
-            queue_addr,
+            api: any.clone(),
+            queue_addr: any,
             token,
             control_config,
+            control_template,
             control: None,
             edges,
             _origin: origin,
-            chaos,
+            chaos: None,
         };
         cluster.start_control();
+        cluster.chaos = self.chaos.then(|| ChaosProxy::start(&cluster.queue_addr));
+        let node = cluster.chaos.as_ref().map_or(cluster.queue_addr.clone(), |c| c.addr.clone());
+        for edge in &cluster.edges {
+            std::fs::write(&edge.config, edge.template.replace("{NODE}", &node)).unwrap();
+        }
         for i in 0..cluster.edges.len() {
             cluster.start_edge(i);
         }
@@ -222,8 +229,20 @@ impl Builder {
 impl Cluster {
     /// Starts (or restarts) the control node and waits for its API.
     pub fn start_control(&mut self) {
+        let config = self.control_template.replace("{API}", &self.api).replace("{QUEUE}", &self.queue_addr);
+        std::fs::write(&self.control_config, config).unwrap();
         let log = self.dir.path().join("control.log");
-        self.control = Some(Proc::spawn(&["control"], &self.control_config, log));
+        let (proc, lines) = Proc::spawn(&["control"], &self.control_config, log, 2);
+        self.control = Some(proc);
+        let after = |line: &String, prefix: &str| line.strip_prefix(prefix).map(str::to_owned);
+        match (after(&lines[0], "control API on http://"), after(&lines[1], "queue server on https://")) {
+            (Some(api), Some(queue)) => (self.api, self.queue_addr) = (api, queue),
+            _ => {
+                self.dump_logs();
+                let config = std::fs::read_to_string(&self.control_config).unwrap_or_default();
+                panic!("control did not say where it listens: {lines:?}\n{config}");
+            }
+        }
         self.wait_for("the control API", || http_status(&self.api, "GET /healthz") == Some(200));
     }
 
@@ -231,7 +250,22 @@ impl Cluster {
     pub fn start_edge(&mut self, i: usize) {
         let edge = &mut self.edges[i];
         let log = self.dir.path().join(format!("{}.log", edge.name));
-        edge.proc = Some(Proc::spawn(&["edge"], &edge.config, log));
+        let (proc, lines) = Proc::spawn(&["edge"], &edge.config, log, 1);
+        edge.proc = Some(proc);
+        // `edge proxy on http://PROXY  admin on http://ADMIN`
+        let words: Vec<&str> = lines[0].split_whitespace().collect();
+        match (
+            words.get(3).and_then(|w| w.strip_prefix("http://")),
+            words.last().and_then(|w| w.strip_prefix("http://")),
+        ) {
+            (Some(proxy), Some(admin)) if words.len() == 7 => {
+                (edge.proxy, edge.admin) = (proxy.to_owned(), admin.to_owned())
+            }
+            _ => {
+                self.dump_logs();
+                panic!("the edge did not say where it listens: {lines:?}");
+            }
+        }
         let admin = self.edges[i].admin.clone();
         self.wait_for("the edge's admin listener", || http_status(&admin, "GET /metrics") == Some(200));
     }

@@ -33,6 +33,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use edgepurge_control_store::ControlStore;
 use edgepurge_tls::mtls::{Refusal, ReloadingServerConfig, ServerFiles};
+use edgepurge_tls::rustls::pki_types::CertificateDer;
 use edgepurge_tls::HandshakeError;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame, Incoming};
@@ -54,6 +55,9 @@ pub const STREAM_PATH: &str = "/v1/stream";
 pub const CONTENT_TYPE: &str = "application/x-edgepurge-frames";
 /// A client certificate handshake longer than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a connected edge's certificate is checked again against the current CA, CRL and
+/// allow-list.
+const RECHECK_CLIENT: Duration = Duration::from_secs(2);
 /// How long shutdown waits for connections to close after their streams ended.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames queued towards hyper per stream; the session's own outbox holds the rest.
@@ -137,8 +141,8 @@ impl QueueServer {
             };
             let _ = stream.set_nodelay(true);
             let acceptor = TlsAcceptor::from(tls.current());
-            let (state, session, watcher, shutdown) =
-                (state.clone(), session.clone(), graceful.watcher(), shutdown.clone());
+            let (state, session, watcher, shutdown, tls) =
+                (state.clone(), session.clone(), graceful.watcher(), shutdown.clone(), tls.clone());
             tokio::spawn(async move {
                 let stream = match edgepurge_tls::accept(&acceptor, stream, HANDSHAKE_TIMEOUT).await {
                     Ok((stream, _)) => stream,
@@ -152,6 +156,8 @@ impl QueueServer {
                     state.queue.metrics.refused("no_edge_name");
                     return tracing::warn!(%peer, "queue server refused a client certificate without an edge name");
                 };
+                let chain = stream.get_ref().1.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
+                let (edge_name, metrics_state) = (edge.clone(), state.clone());
                 let service = hyper::service::service_fn(move |req| {
                     let (state, session, edge, shutdown) =
                         (state.clone(), session.clone(), edge.clone(), shutdown.clone());
@@ -159,8 +165,17 @@ impl QueueServer {
                 });
                 let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service);
-                if let Err(e) = watcher.watch(conn).await {
-                    tracing::debug!(%peer, error = %e, "queue connection ended with an error");
+                tokio::select! {
+                    served = watcher.watch(conn) => if let Err(e) = served {
+                        tracing::debug!(%peer, error = %e, "queue connection ended with an error");
+                    },
+                    // Dropping the connection ends the stream; the edge's reconnect then meets
+                    // the new files at its handshake.
+                    refusal = no_longer_trusted(&tls, &chain) => {
+                        metrics_state.queue.metrics.refused(refusal.label());
+                        tracing::warn!(%peer, edge = %edge_name, reason = refusal.label(),
+                            "closing the stream of a connected edge whose certificate no longer passes: {refusal}");
+                    }
                 }
             });
         }
@@ -168,6 +183,17 @@ impl QueueServer {
         tracing::info!("queue server shutting down: ending edge streams");
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
             tracing::warn!("queue connections still open after {DRAIN_TIMEOUT:?}; closing");
+        }
+    }
+}
+
+/// Completes when a connected client's certificate fails the checks of the current files (a new
+/// CRL revoked it, it expired, the allow-list dropped it), looked at every [`RECHECK_CLIENT`].
+async fn no_longer_trusted(tls: &ReloadingServerConfig, chain: &[CertificateDer<'static>]) -> Refusal {
+    loop {
+        tokio::time::sleep(RECHECK_CLIENT).await;
+        if let Err(refusal) = tls.check_client(chain) {
+            return refusal;
         }
     }
 }

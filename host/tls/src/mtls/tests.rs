@@ -84,3 +84,19 @@ fn missing_files_are_named_and_a_wrong_ca_fails_the_handshake() {
         "certificate signature does not verify against the configured CA (issued by another CA?)"
     );
 }
+
+#[test]
+fn a_connected_client_is_rechecked_against_new_files() {
+    let (dir, made) = init_dir(2);
+    let server = ReloadingServerConfig::new(server_files(&made.layout, None)).unwrap();
+    let chain = crate::load_certs(&made.layout.edge("edge-1").cert).unwrap();
+    assert_eq!(server.check_client(&chain), Ok(()));
+    revoke_edge(dir.path(), "edge-1").unwrap();
+    std::thread::sleep(RECHECK + Duration::from_millis(50));
+    assert_eq!(server.check_client(&chain), Err(Refusal::Revoked));
+    assert_eq!(server.check_client(&crate::load_certs(&made.layout.edge("edge-2").cert).unwrap()), Ok(()));
+    assert_eq!(server.check_client(&[]), Err(Refusal::NoCertificate));
+    let plain =
+        ReloadingServerConfig::without_client_auth(&made.layout.control_cert, &made.layout.control_key).unwrap();
+    assert_eq!(plain.check_client(&chain), Ok(()), "no client authentication, nothing to check");
+}
