@@ -21,8 +21,11 @@ use crate::metrics::ControlMetrics;
 use crate::origin::Shared;
 use crate::policy_slot::sha256_hex;
 
-/// Tasks taken from the buffer per round: one durable watermark write covers them all.
-const BATCH: usize = 200;
+/// Tasks taken from the buffer per round: one durable watermark write and one Ack cover them all
+/// (a Tasks frame holds up to 1,000; with 200 per round, a million-URL batch to 4 edges took
+/// 178 s instead of 110 s on the 2-core dev machine). After a crash, at most one round is applied
+/// again, which purges make harmless.
+const BATCH: usize = 1000;
 
 /// Wakes the worker of (`key`, `queue`), starting it if it is not running.
 pub(super) fn wake(inner: &Arc<Inner>, key: &str, queue: QueueId) {
