@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use edgepurge_control::api::{router, AppState};
-use edgepurge_control::auth::{create_token, RateLimiter};
-use edgepurge_control::config::{ControlConfig, LimitsSection};
+use edgepurge_control::auth::create_token;
+use edgepurge_control::config::ControlConfig;
+use edgepurge_control::health::system_clock;
 use edgepurge_control::server::BoundControl;
 use edgepurge_control_store::SqliteStore;
-use edgepurge_edge::policy_slot::PolicySlot;
 use edgepurge_policy_runtime::LoadedPolicy;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -34,21 +34,12 @@ async fn main() -> anyhow::Result<()> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(dir.join(format!("load.db{suffix}")));
     }
-    let config = ControlConfig::parse(&format!("listen = \"127.0.0.1:0\"\ndatabase = {db:?}"))?;
+    let config = ControlConfig::parse(&format!(
+        "listen = \"127.0.0.1:0\"\ndatabase = {db:?}\n[rate-limit]\nburst = 1000000\nper-second = 1000000.0"
+    ))?;
     let store = SqliteStore::open(&db, 4)?;
     let token = create_token(&store, "load", &["*.example.com".into()], false, 0).await?;
-    let state = AppState {
-        store,
-        policy: PolicySlot::new(LoadedPolicy::builtin(Default::default())),
-        policy_section: config.policy.clone(),
-        limiter: RateLimiter::new(1_000_000, 1_000_000.0),
-        limits: LimitsSection::default(),
-        pacing_ms: 0,
-        metrics: Default::default(),
-        fold: Default::default(),
-        monitor: Default::default(),
-        queue: Default::default(),
-    };
+    let state = AppState::new(store, LoadedPolicy::builtin(Default::default()), &config, system_clock());
     let bound = BoundControl::bind(&config, router(Arc::new(state))).await?;
     let base = format!("http://{}/v1/purges", bound.local_addr());
     tokio::spawn(bound.serve(std::future::pending::<()>()));

@@ -30,6 +30,7 @@ use axum::{Json, Router};
 use edgepurge_control_store::{ApiToken, BatchId, ControlStore, NewBatch, TokenHash};
 use edgepurge_edge::config::PolicySection;
 use edgepurge_edge::policy_slot::{PolicyLoadError, PolicySlot, PolicyStatus};
+use edgepurge_policy_runtime::LoadedPolicy;
 use edgepurge_sdk::cycle::speed_estimate;
 use edgepurge_sdk::defaults::DEFAULT_SPEED_FLOOR;
 use http_body_util::BodyExt;
@@ -37,9 +38,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::auth::{RateLimiter, RateState};
-use crate::config::LimitsSection;
+use crate::config::{ControlConfig, LimitsSection};
 use crate::fold::{fold_targets, FoldSettings};
-use crate::health::{QueueMonitor, QueueView};
+use crate::health::{Clock, QueueMonitor, QueueView};
 use crate::metrics::Metrics;
 use crate::queue_server::{PublishedPolicy, QueueHub};
 use crate::tasks::{read_bulk, BulkFormat, PurgeRequest, TaskBuilder};
@@ -71,19 +72,29 @@ pub struct AppState<S> {
 }
 
 impl<S> AppState<S> {
+    /// The state `config` describes, selecting queues with `policy`; `clock` stamps batches and
+    /// judges queue health. No policy is published to edges yet
+    /// ([`QueueHub::publish_policy`]).
+    pub fn new(store: S, policy: LoadedPolicy, config: &ControlConfig, clock: Clock) -> Self {
+        AppState {
+            store,
+            policy: PolicySlot::new(policy),
+            policy_section: config.policy.clone(),
+            limiter: RateLimiter::new(config.rate_limit.burst, config.rate_limit.per_second),
+            limits: config.limits,
+            pacing_ms: config.pacing_ms,
+            metrics: Default::default(),
+            fold: config.fold(),
+            monitor: config.monitor(clock),
+            queue: QueueHub::default(),
+        }
+    }
+
     /// Re-reads the `[policy]` section (its file, or the built-in defaults), installs it for
     /// queue selection and sends it to every connected edge (a component only: the built-in
     /// defaults have none, so edges keep what they run). For SIGHUP.
     pub async fn reload_policy(&self) -> Result<PolicyStatus, PolicyLoadError> {
-        let bytes = match &self.policy_section.path {
-            Some(path) => Some(
-                tokio::fs::read(path)
-                    .await
-                    .map_err(|source| PolicyLoadError::Read { path: path.display().to_string(), source })?,
-            ),
-            None => None,
-        };
-        let status = self.policy.reload(&self.policy_section).await?;
+        let (status, bytes) = self.policy.reload_component(&self.policy_section).await?;
         let published = bytes.map(|b| PublishedPolicy::new(status.name.clone(), status.version.clone(), b.into()));
         self.queue.publish_policy(published);
         tracing::info!(policy = %status.name, version = %status.version, source = %status.source, "policy reloaded");

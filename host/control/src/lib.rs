@@ -25,7 +25,7 @@
 //!
 //! Normalisation is shared, not copied: targets go through the edge's own
 //! `edgepurge_edge::purge::normalize_task` (and `cache_url`/`cache_prefix` for record queries),
-//! and the `[policy]` section loads with `edgepurge_edge::policy_slot::load_section`. That makes
+//! and the `[policy]` section loads with `edgepurge_edge::policy_slot::load_section_component`. That makes
 //! this crate depend on the edge crate; those functions would sit better in a small shared place
 //! (`normalize_task` and the `http://` cache forms next to the normalisation in `edgepurge-url`,
 //! the policy loader in `edgepurge-policy-runtime`), after which this dependency goes.

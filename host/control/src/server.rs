@@ -21,14 +21,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use edgepurge_edge::policy_slot::PolicySlot;
-
 use crate::api::{router, AppState};
-use crate::auth::RateLimiter;
 use crate::background;
 use crate::config::ControlConfig;
 use crate::config::QueueServerSection;
-use crate::queue_server::{PublishedPolicy, QueueHub, QueueServer};
+use crate::queue_server::{PublishedPolicy, QueueServer};
 
 /// A TLS handshake longer than this is dropped, so silent clients cannot pile up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -96,32 +93,15 @@ impl BoundControl {
     pub async fn start(config: &ControlConfig) -> Result<Self, StartError> {
         let store = SqliteStore::open(&config.database, config.queues)
             .map_err(|source| StartError::Store { path: config.database.display().to_string(), source })?;
-        let (policy, source) = edgepurge_edge::policy_slot::load_section(&config.policy)
+        let loaded = edgepurge_edge::policy_slot::load_section_component(&config.policy)
             .await
             .map_err(|e| StartError::Policy(e.to_string()))?;
-        tracing::info!(policy = %policy.info().name, %source, "policy loaded");
-        // Edges need the component itself, which the runtime does not keep: read it here too.
-        let policy_bytes = match &config.policy.path {
-            Some(path) => {
-                Some(tokio::fs::read(path).await.map_err(|e| StartError::Policy(format!("{}: {e}", path.display())))?)
-            }
-            None => None,
-        };
-        let published = policy_bytes
-            .map(|b| PublishedPolicy::new(policy.info().name.clone(), policy.info().version.clone(), b.into()));
+        tracing::info!(policy = %loaded.policy.info().name, source = %loaded.source, "policy loaded");
+        // Edges get the component itself, as it was read and validated here.
+        let info = loaded.policy.info().clone();
+        let published = loaded.bytes.map(|b| PublishedPolicy::new(info.name, info.version, b.into()));
         let clock = crate::health::system_clock();
-        let state = AppState {
-            store: store.clone(),
-            policy: PolicySlot::new(policy),
-            policy_section: config.policy.clone(),
-            limiter: RateLimiter::new(config.rate_limit.burst, config.rate_limit.per_second),
-            limits: config.limits,
-            pacing_ms: config.pacing_ms,
-            metrics: Default::default(),
-            fold: config.fold(),
-            monitor: config.monitor(clock.clone()),
-            queue: QueueHub::default(),
-        };
+        let state = AppState::new(store.clone(), loaded.policy, config, clock.clone());
         state.queue.publish_policy(published);
         let state = Arc::new(state);
         let mut bound = Self::bind(config, router(state.clone())).await?;

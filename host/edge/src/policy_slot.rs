@@ -123,9 +123,19 @@ impl PolicySlot {
     /// Loads the `[policy]` section (the file, or the built-in defaults when it names none) and
     /// installs it.
     pub async fn reload(&self, section: &PolicySection) -> Result<PolicyStatus, PolicyLoadError> {
-        let (policy, source, sha256) = load_section_hashed(section).await?;
-        self.install(policy, source, sha256);
-        Ok(self.status())
+        self.reload_component(section).await.map(|(status, _)| status)
+    }
+
+    /// [`reload`](Self::reload), also returning the component's bytes as read (none for the
+    /// built-in defaults), so a control node can send edges exactly what it installed.
+    pub async fn reload_component(
+        &self,
+        section: &PolicySection,
+    ) -> Result<(PolicyStatus, Option<Vec<u8>>), PolicyLoadError> {
+        let loaded = load_section_component(section).await?;
+        let sha256 = loaded.bytes.as_deref().map(sha256_hex);
+        self.install(loaded.policy, loaded.source, sha256);
+        Ok((self.status(), loaded.bytes))
     }
 
     /// Loads an uploaded component with the configured `[policy.config]` and installs it.
@@ -150,19 +160,29 @@ impl PolicySlot {
 /// Loads the policy a `[policy]` section names: its file, or the built-in defaults. Returns the
 /// policy and its source (`builtin` or the path).
 pub async fn load_section(section: &PolicySection) -> Result<(LoadedPolicy, String), PolicyLoadError> {
-    load_section_hashed(section).await.map(|(policy, source, _)| (policy, source))
+    load_section_component(section).await.map(|loaded| (loaded.policy, loaded.source))
 }
 
-/// [`load_section`] with the SHA-256 of the file's bytes (none for the built-in defaults).
-async fn load_section_hashed(
-    section: &PolicySection,
-) -> Result<(LoadedPolicy, String, Option<String>), PolicyLoadError> {
+/// A policy loaded from a `[policy]` section, with the component's bytes as read.
+pub struct LoadedSection {
+    /// The validated policy.
+    pub policy: LoadedPolicy,
+    /// `builtin` or the file's path.
+    pub source: String,
+    /// The component (none for the built-in defaults): what a control node sends its edges.
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// [`load_section`] keeping the component's bytes: the file is read once, so what is sent to
+/// edges is exactly what was validated and installed.
+pub async fn load_section_component(section: &PolicySection) -> Result<LoadedSection, PolicyLoadError> {
     let Some(path) = &section.path else {
-        return Ok((LoadedPolicy::builtin(section.config.clone()), "builtin".to_owned(), None));
+        let policy = LoadedPolicy::builtin(section.config.clone());
+        return Ok(LoadedSection { policy, source: "builtin".to_owned(), bytes: None });
     };
     let from = path.display().to_string();
     let bytes = read(path).await?;
-    Ok((load_bytes(&bytes, section, &from).await?, from, Some(sha256_hex(&bytes))))
+    Ok(LoadedSection { policy: load_bytes(&bytes, section, &from).await?, source: from, bytes: Some(bytes) })
 }
 
 async fn read(path: &PathBuf) -> Result<Vec<u8>, PolicyLoadError> {

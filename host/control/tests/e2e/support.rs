@@ -14,7 +14,6 @@ use edgepurge_control::health::{system_clock, Clock, HealthSettings, QueueMonito
 use edgepurge_control::history::CycleSettings;
 use edgepurge_control::server::BoundControl;
 use edgepurge_control_store::{QueueStore, SqliteStore};
-use edgepurge_edge::policy_slot::PolicySlot;
 use edgepurge_policy_runtime::LoadedPolicy;
 use http_body_util::{BodyExt, Full};
 use hyper::header::HeaderMap;
@@ -90,18 +89,14 @@ impl ControlTest {
         let db = dir.path().join("control.db");
         let config = ControlConfig::parse(&format!("listen = \"127.0.0.1:0\"\ndatabase = {:?}", db))?;
         let store = SqliteStore::open(&db, self.queues)?;
-        let state = AppState {
-            store: store.clone(),
-            policy: PolicySlot::new(LoadedPolicy::builtin(Default::default())),
-            policy_section: config.policy.clone(),
-            limiter: RateLimiter::new(self.burst, self.per_second),
-            limits: self.limits,
-            pacing_ms: 0,
-            metrics: Default::default(),
-            fold: self.fold,
-            monitor: QueueMonitor::new(self.health, self.cycle, self.clock),
-            queue: Default::default(),
-        };
+        // The builder's own limits, folding, health and clock over what the config says.
+        let clock = self.clock;
+        let mut state = AppState::new(store.clone(), LoadedPolicy::builtin(Default::default()), &config, clock.clone());
+        state.limiter = RateLimiter::new(self.burst, self.per_second);
+        state.limits = self.limits;
+        state.fold = self.fold;
+        state.monitor = QueueMonitor::new(self.health, self.cycle, clock);
+
         let bound = BoundControl::bind(&config, router(Arc::new(state))).await?;
         let base = format!("http://{}", bound.local_addr());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use edgepurge_control::api::{router, AppState};
-use edgepurge_control::auth::{create_token, RateLimiter};
-use edgepurge_control::config::{ControlConfig, LimitsSection};
+use edgepurge_control::auth::create_token;
+use edgepurge_control::config::ControlConfig;
+use edgepurge_control::health::system_clock;
 use edgepurge_control::server::{BoundControl, StartError};
 use edgepurge_control_store::SqliteStore;
-use edgepurge_edge::policy_slot::PolicySlot;
 use edgepurge_policy_runtime::LoadedPolicy;
 use edgepurge_tls::rustls::pki_types::ServerName;
 use http_body_util::{BodyExt, Full};
@@ -34,23 +34,13 @@ async fn the_api_serves_http2_over_tls() {
 
     let db = dir.path().join("control.db");
     let config = ControlConfig::parse(&format!(
-        "listen = \"127.0.0.1:0\"\ndatabase = {db:?}\n[tls]\ncert = {cert_file:?}\nkey = {key_file:?}"
+        "listen = \"127.0.0.1:0\"\ndatabase = {db:?}\n[rate-limit]\nburst = 10\nper-second = 1.0\n\
+         [tls]\ncert = {cert_file:?}\nkey = {key_file:?}"
     ))
     .unwrap();
     let store = SqliteStore::open(&db, 4).unwrap();
     let token = create_token(&store, "t", &["a.com".into()], false, 0).await.unwrap();
-    let state = AppState {
-        store,
-        policy: PolicySlot::new(LoadedPolicy::builtin(Default::default())),
-        policy_section: config.policy.clone(),
-        limiter: RateLimiter::new(10, 1.0),
-        limits: LimitsSection::default(),
-        pacing_ms: 0,
-        metrics: Default::default(),
-        fold: Default::default(),
-        monitor: Default::default(),
-        queue: Default::default(),
-    };
+    let state = AppState::new(store, LoadedPolicy::builtin(Default::default()), &config, system_clock());
     let bound = BoundControl::bind(&config, router(Arc::new(state))).await.unwrap();
     assert!(bound.is_tls());
     let addr = bound.local_addr();
