@@ -122,12 +122,24 @@ pub fn lowest_watermarks(conn: &Connection, queues: u32) -> Result<Option<Vec<u6
     Ok(Some(lowest))
 }
 
+// A batch's tasks are the id range first_task..=last_task (appended in one transaction), so the
+// failure queries search that range through task_failures' indexes: their cost follows the
+// batch's failures, not the number of tasks recorded (`tasks.batch` has no index; filtering on it
+// scanned every task on each status read, seconds per read once millions were recorded).
+
+/// How many of a batch's (?2) tasks an edge (?1) reported failed.
+pub(crate) const FAILED_COUNT_SQL: &str = "SELECT COUNT(*) FROM task_failures WHERE edge = ?1 AND task BETWEEN \
+     (SELECT first_task FROM batches WHERE id = ?2) AND (SELECT last_task FROM batches WHERE id = ?2)";
+
+/// The first ?2 failure reports of a batch (?1).
+pub(crate) const FAILURE_SAMPLE_SQL: &str = "SELECT f.edge, t.queue, t.qoffset, t.kind, t.target, f.reason, f.at \
+     FROM task_failures f JOIN tasks t ON t.id = f.task WHERE f.task BETWEEN (SELECT first_task FROM batches \
+     WHERE id = ?1) AND (SELECT last_task FROM batches WHERE id = ?1) ORDER BY f.at, f.edge, t.id LIMIT ?2";
+
 /// A batch's progress.
 pub fn progress(conn: &Connection, queues: u32, id: BatchId) -> Result<Option<Progress>> {
     let Some(batch) = batch_by_id(conn, id)? else { return Ok(None) };
-    let mut failed = conn.prepare_cached(
-        "SELECT COUNT(*) FROM task_failures f JOIN tasks t ON t.id = f.task WHERE f.edge = ?1 AND t.batch = ?2",
-    )?;
+    let mut failed = conn.prepare_cached(FAILED_COUNT_SQL)?;
     let edges: Vec<EdgeProgress> = edge_marks(conn, queues, Some(batch.accepted_at))?
         .into_iter()
         .map(|(edge, marks)| {
@@ -138,10 +150,7 @@ pub fn progress(conn: &Connection, queues: u32, id: BatchId) -> Result<Option<Pr
         .collect::<Result<_>>()?;
     let done = edges.iter().all(|e| e.applied >= e.total);
     let failures = conn
-        .prepare_cached(
-            "SELECT f.edge, t.queue, t.qoffset, t.kind, t.target, f.reason, f.at FROM task_failures f \
-             JOIN tasks t ON t.id = f.task WHERE t.batch = ?1 ORDER BY f.at, f.edge, t.id LIMIT ?2",
-        )?
+        .prepare_cached(FAILURE_SAMPLE_SQL)?
         .query_map(params![id as i64, Progress::FAILURE_SAMPLE as i64], |r| {
             Ok(TaskFailureRecord {
                 edge: r.get(0)?,

@@ -125,6 +125,26 @@ fn refuses_newer_schemas_and_fewer_queues() {
     assert!(matches!(err, Error::Backend(_)), "{err}");
 }
 
+/// A status read costs what the batch's failures cost, not what every recorded task costs: the
+/// failure queries search `task_failures` by the batch's task-id range and never scan `tasks`
+/// (they did through the unindexed `tasks.batch`, seconds per read after millions of purges).
+#[test]
+fn status_queries_search_the_batchs_failures_and_never_scan_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("c.db"), 2).unwrap();
+    let conn = store.conn.lock().unwrap();
+    for sql in [super::records::FAILED_COUNT_SQL, super::records::FAILURE_SAMPLE_SQL] {
+        let mut plan = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let steps: Vec<String> =
+            plan.query_map(rusqlite::params!["e", 1], |r| r.get::<_, String>(3)).unwrap().map(Result::unwrap).collect();
+        assert!(steps.iter().all(|s| !s.starts_with("SCAN")), "{sql}\nplans a scan: {steps:?}");
+        assert!(
+            steps.iter().any(|s| s.contains("task_failures") || s.contains("PRIMARY KEY (edge=? AND task>?")),
+            "{steps:?}"
+        );
+    }
+}
+
 /// A version 1 file (before the queue server) opens: the edges gain `last_seen` and the policy
 /// columns, everything stored stays.
 #[tokio::test]
