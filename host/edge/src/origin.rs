@@ -274,7 +274,13 @@ pub(crate) async fn run_fill(shared: Arc<Shared>, leader: FillLeader<String>, jo
     leader.publish_head(FillHead { status, headers: with_statuses(out_headers, statuses(kind, detail, ttl)) });
 
     let max_object = shared.store.config().max_object_bytes;
-    let mut buf = BytesMut::new();
+    // Sized from Content-Length when it is stated (and storable): growing from empty doubles the
+    // allocation, and a frozen buffer keeps its spare capacity for as long as it is cached.
+    let stated = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let mut buf = match stated.filter(|&n| plan.is_some() && n <= max_object) {
+        Some(n) => BytesMut::with_capacity(n as usize),
+        None => BytesMut::new(),
+    };
     let mut keep = plan.is_some();
     loop {
         match tokio::time::timeout(job.origin.read_timeout(), body.frame()).await {
@@ -297,7 +303,41 @@ pub(crate) async fn run_fill(shared: Arc<Shared>, leader: FillLeader<String>, jo
         }
     }
     if let Some(plan) = plan.filter(|_| keep) {
-        shared.store_response(token, &job.key, &job.url, &job.host, plan.into_stored(buf.freeze()));
+        shared.store_response(token, &job.key, &job.url, &job.host, plan.into_stored(exact(buf)));
     }
     leader.finish();
+}
+
+/// The body as it is cached: without spare capacity (a chunked body, or one shorter than its
+/// Content-Length, would otherwise keep up to twice its size allocated for as long as it is
+/// stored, beyond what the store's byte bound counts).
+fn exact(buf: BytesMut) -> Bytes {
+    if buf.capacity() == buf.len() {
+        buf.freeze()
+    } else {
+        Bytes::copy_from_slice(&buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_body_keeps_no_spare_capacity() {
+        let mut grown = BytesMut::new();
+        for _ in 0..5 {
+            grown.extend_from_slice(&[7u8; 3000]);
+        }
+        assert!(grown.capacity() > grown.len(), "growing from empty over-allocates");
+        let body = exact(grown);
+        assert_eq!(body.len(), 15_000);
+        assert_eq!(body, Bytes::from(vec![7u8; 15_000]));
+        // `Bytes` does not expose its allocation: a copy of exactly `len` is what `exact` promises
+        // for a buffer with spare room, and a presized buffer is frozen without a copy.
+        let mut presized = BytesMut::with_capacity(4);
+        presized.extend_from_slice(b"abcd");
+        let ptr = presized.as_ptr();
+        assert_eq!(exact(presized).as_ptr(), ptr, "an exactly sized buffer is not copied");
+    }
 }
