@@ -214,7 +214,7 @@ pub fn prepare_store(
         }
     }
 
-    let mut headers = resp.headers.clone();
+    let mut headers = owned_headers(&resp.headers);
     strip_hop_by_hop(&mut headers);
     let policy = new_policy(req, resp.status, &headers, cfg.honor_client_cache_control, now);
     let secs = |s: Option<u32>| s.map(|s| Duration::from_secs(s.into()));
@@ -269,7 +269,7 @@ pub fn merge_304(
     not_modified: &http::response::Parts,
     now: SystemTime,
 ) -> Option<StoredResponse> {
-    let mut update = not_modified.headers.clone();
+    let mut update = owned_headers(&not_modified.headers);
     strip_hop_by_hop(&mut update);
     match (value(&stored.headers, header::ETAG), value(&update, header::ETAG)) {
         (Some(old), Some(new)) if old.trim_start_matches("W/") != new.trim_start_matches("W/") => return None,
@@ -322,7 +322,7 @@ fn new_policy(
     honor_client: bool,
     now: SystemTime,
 ) -> CachePolicy {
-    let mut req_headers = req.headers.clone();
+    let mut req_headers = owned_headers(&req.headers);
     if !honor_client {
         req_headers.remove(header::CACHE_CONTROL);
         req_headers.remove(header::PRAGMA);
@@ -340,7 +340,9 @@ struct PolicyRequest<'a> {
 
 impl RequestLike for PolicyRequest<'_> {
     fn uri(&self) -> Uri {
-        self.parts.uri.clone()
+        // The policy keeps this for as long as the object is stored: a copy, not a slice of the
+        // client connection's read buffer (see `owned_headers`).
+        Uri::try_from(self.parts.uri.to_string()).unwrap_or_else(|_| self.parts.uri.clone())
     }
     fn is_same_uri(&self, other: &Uri) -> bool {
         &self.parts.uri == other
@@ -365,6 +367,21 @@ impl ResponseLike for PolicyResponse<'_> {
     fn headers(&self) -> &HeaderMap {
         self.headers
     }
+}
+
+/// A copy of `headers` whose values own their bytes. hyper parses every header value as a slice
+/// of the connection's read buffer: a stored clone (the response's headers, and the copies the
+/// `CachePolicy` keeps of both requests' and responses') would keep that whole buffer, 8 KiB or
+/// more, allocated for as long as the object is cached — ~13 KB per small object, where the
+/// store's byte bound counts ~1.5 KB.
+pub(crate) fn owned_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        out.append(name.clone(), copy);
+    }
+    out
 }
 
 /// An `Age` header value.

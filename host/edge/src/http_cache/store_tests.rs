@@ -272,3 +272,29 @@ fn merge_304_keeps_a_policy_ttl() {
         merge_304(&old, &get(URL, &[]), &response(304, &[("cache-control", "max-age=3600")]), at(100)).unwrap();
     assert!(merged.is_fresh(at(129)) && !merged.is_fresh(at(130)));
 }
+
+/// hyper hands header values over as slices of the connection's read buffer: what is stored must
+/// own its bytes, or every cached object keeps a whole read buffer allocated.
+#[test]
+fn stored_headers_do_not_share_the_connections_read_buffer() {
+    let mut read_buffer = vec![b'x'; 8192];
+    read_buffer[100..104].copy_from_slice(b"\"v1\"");
+    let read_buffer = Bytes::from(read_buffer);
+    let inside = |v: &http::HeaderValue| {
+        let (start, p) = (read_buffer.as_ptr() as usize, v.as_bytes().as_ptr() as usize);
+        (start..start + read_buffer.len()).contains(&p)
+    };
+    // As hyper's parser makes them: `Bytes` slices of the one buffer.
+    let x_origin = http::HeaderValue::from_maybe_shared(read_buffer.slice(0..8)).unwrap();
+    let etag = http::HeaderValue::from_maybe_shared(read_buffer.slice(100..104)).unwrap();
+    assert!(inside(&x_origin) && inside(&etag), "the test's values are slices of the buffer");
+    let mut resp = response(200, &[("cache-control", "max-age=60")]);
+    resp.headers.insert("x-origin", x_origin.clone());
+    resp.headers.insert(header::ETAG, etag.clone());
+    let p = plan(verdict(&get(URL, &[]), &resp));
+    assert_eq!((&p.headers["x-origin"], &p.headers[header::ETAG]), (&x_origin, &etag), "same values");
+    assert!(p.headers.values().all(|v| !inside(v)), "every stored value is a copy");
+    let owned = super::store::owned_headers(&resp.headers);
+    assert_eq!(owned, resp.headers);
+    assert!(owned.values().all(|v| !inside(v)));
+}
