@@ -55,20 +55,65 @@ bench: policies
 	$(CARGO) bench -p edgepurge-bench
 
 ## make bench-hit: cache-hit throughput of the edge next to nginx proxy_cache and Varnish
-## (bench/hit/run.sh; installs nginx, varnish, wrk when missing; RUNS, DURATION, CONNECTIONS, SIZES).
+## (bench/hit/run.sh; installs nginx, varnish, wrk when missing; RUNS, DURATION, CONNECTIONS, SIZES,
+## WORKLOADS, KEYS, SERVERS; bench/results/hit.json).
 .PHONY: bench-hit
 bench-hit:
-	CARGO="$(CARGO)" bench/hit/run.sh
+	OUT="$(CURDIR)/bench/results/hit.json" CARGO="$(CARGO)" bench/hit/run.sh
+
+## make bench-policy: what a policy costs: one hook call through the runtime (criterion, short),
+## then hit throughput of the edge with and without a policy declaring `cache-key`
+## (bench/hit/policy.sh; target ≤ 5 % throughput lost; bench/results/policy-calls.json, policy-hit.json).
+.PHONY: bench-policy
+bench-policy: policies
+	$(CARGO) bench -p edgepurge-bench --bench policy_calls -- --warm-up-time 1 --measurement-time 3
+	bench/criterion_table.sh policy $(BUILD_DIR)/criterion
+	OUT="$(CURDIR)/bench/results/policy-hit.json" CARGO="$(CARGO)" bench/hit/policy.sh
 
 clean:
 	$(CARGO) clean
 
 ## make bench-propagation: API accepted → applied on every edge, over `edgepurge dev` with
-## EDGES edges on loopback mutual TLS, PURGES single-URL purges one after another.
-EDGES ?= 2 8
+## EDGES edges on loopback mutual TLS, PURGES single-URL purges one after another, RUNS runs.
+EDGES ?= 1 8 32
 PURGES ?= 1000
-.PHONY: bench-propagation
+RUNS ?= 3
+RELEASE_BIN := $(BUILD_DIR)/release
+.PHONY: bench-propagation bench-million
 bench-propagation: policies
 	$(CARGO) build --release -p edgepurge -p edgepurge-bench --bin edgepurge --bin propagation
-	$(BUILD_DIR)/release/propagation --binary $(BUILD_DIR)/release/edgepurge $(foreach n,$(EDGES),--edges $(n)) \
-		--purges $(PURGES) --out bench/propagation.json
+	$(RELEASE_BIN)/propagation --binary $(RELEASE_BIN)/edgepurge $(foreach n,$(EDGES),--edges $(n)) \
+		--purges $(PURGES) --runs $(RUNS) --out bench/results/propagation.json
+
+## make bench-million: one bulk request of URLS URLs to MILLION_EDGES edges of `edgepurge dev`,
+## accept time, time until applied everywhere, URLs/s end to end (RUNS runs).
+URLS ?= 1000000
+MILLION_EDGES ?= 4
+bench-million: policies
+	$(CARGO) build --release -p edgepurge -p edgepurge-bench --bin edgepurge --bin million
+	$(RELEASE_BIN)/million --binary $(RELEASE_BIN)/edgepurge --urls $(URLS) --edges $(MILLION_EDGES) \
+		--runs $(RUNS) --out bench/results/million.json
+
+## make bench-purge-cost: purge cost against cache size. First the in-process store at 10^4 and
+## 10^7 entries (criterion, bench/results/purge-cost-store.json), then end to end: an edge filled over HTTP
+## with SIZES entries, time from POST /purge to applied per kind (url, prefix 0.1 %/10 %, tag, host,
+## everything), hit throughput while purges run, Varnish bans (ban lurker) as the prefix baseline;
+## target ≤ 2× between the largest and the smallest size (bench/results/purge-cost.json). Sizes that do not
+## fit in memory are skipped with a message. Installs varnish and wrk when missing.
+.PHONY: bench-purge-cost bench-memory
+bench-purge-cost: SIZES ?= 10000 100000 1000000 10000000
+bench-purge-cost: REPEATS ?= 20
+bench-purge-cost:
+	$(CARGO) bench -p edgepurge-edge-cache --bench purge -- --warm-up-time 1 --measurement-time 3
+	bench/criterion_table.sh store $(BUILD_DIR)/criterion
+	$(CARGO) build --release -p edgepurge -p edgepurge-bench --bin edgepurge --bin purge_cost
+	$(RELEASE_BIN)/purge_cost --binary $(RELEASE_BIN)/edgepurge --sizes "$(SIZES)" --repeats $(REPEATS) \
+		--out bench/results/purge-cost.json
+
+## make bench-memory: resident bytes per cached entry beyond the body, edge and Varnish -s malloc,
+## at SIZES entries, RUNS runs each; target ≤ 200 B at 10^6 (bench/results/memory.json).
+bench-memory: SIZES ?= 100000 1000000
+bench-memory:
+	$(CARGO) build --release -p edgepurge -p edgepurge-bench --bin edgepurge --bin memory
+	$(RELEASE_BIN)/memory --binary $(RELEASE_BIN)/edgepurge --sizes "$(SIZES)" --repeats $(RUNS) \
+		--out bench/results/memory.json

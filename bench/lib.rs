@@ -6,6 +6,19 @@
 //! [`sample_response`], [`sample_config`]) shaped like what an edge sees in production, so
 //! the Wasm and native (builtin) paths do the same work.
 
+#[path = "support/dev_cluster.rs"]
+pub mod dev_cluster;
+#[path = "support/edge_proc.rs"]
+pub mod edge_proc;
+#[path = "support/fill.rs"]
+pub mod fill;
+#[path = "support/stats.rs"]
+pub mod stats;
+#[path = "support/varnish.rs"]
+pub mod varnish;
+#[path = "support/wrk.rs"]
+pub mod wrk;
+
 use edgepurge_policy_runtime::policy::PolicyOptions;
 use edgepurge_policy_runtime::{InstanceReuse, Limits};
 use edgepurge_sdk::defaults::{DEFAULT_TTL_KEY, SPEED_FLOOR_KEY};

@@ -4,30 +4,37 @@
 //! origin) for each N given, submits single-URL purges one after another, and for each one
 //! measures from the moment the `202` arrives to the first status read that says `done` (the
 //! status is read in a tight loop over one keep-alive connection, so the figure includes at most
-//! one status round trip, ~0.2 ms here). Prints p50 / p99 / max per edge count and writes JSON.
+//! one status round trip, ~0.2 ms here). Each edge count runs RUNS times, interleaved (1, 8, 32,
+//! 1, 8, 32, …), each time on a fresh cluster. Prints p50 / p99 / max per run, the median and
+//! range over runs, the ratio of each edge count's p50 and p99 to the smallest edge count's (the
+//! baseline, measured in the same run) and the verdict for the target (p99 < 50 ms at the largest
+//! edge count), and writes JSON.
 //!
-//! `make bench-propagation` (EDGES="2 8", PURGES=1000) or
-//! `propagation --binary target/release/edgepurge --edges 2 --edges 8 --purges 1000 --out FILE`.
+//! `make bench-propagation` (EDGES="1 8 32", PURGES=1000, RUNS=3) or
+//! `propagation --binary target/release/edgepurge --edges 1 --edges 8 --edges 32 --purges 1000 --runs 3 --out FILE`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
+use edgepurge_bench::dev_cluster::{start_dev, wait_connected, Api};
+use edgepurge_bench::stats::{ratio, write_report, Summary};
+use serde_json::json;
 
 struct Args {
     binary: PathBuf,
     edges: Vec<usize>,
     purges: usize,
+    runs: usize,
     out: Option<PathBuf>,
 }
 
+/// The issue's target for the p99 at the largest edge count.
+const TARGET_P99_MS: f64 = 50.0;
+
 fn parse_args() -> Result<Args> {
     let mut args =
-        Args { binary: PathBuf::from("target/release/edgepurge"), edges: Vec::new(), purges: 1000, out: None };
+        Args { binary: PathBuf::from("target/release/edgepurge"), edges: Vec::new(), purges: 1000, runs: 3, out: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -35,121 +42,20 @@ fn parse_args() -> Result<Args> {
             "--binary" => args.binary = value()?.into(),
             "--edges" => args.edges.push(value()?.parse().context("--edges takes a number")?),
             "--purges" => args.purges = value()?.parse().context("--purges takes a number")?,
+            "--runs" => args.runs = value()?.parse().context("--runs takes a number")?,
             "--out" => args.out = Some(value()?.into()),
-            other => bail!("unknown argument `{other}` (use --binary, --edges N (repeatable), --purges, --out)"),
+            other => {
+                bail!("unknown argument `{other}` (use --binary, --edges N (repeatable), --purges, --runs, --out)")
+            }
         }
     }
     if args.edges.is_empty() {
-        args.edges = vec![2, 8];
+        args.edges = vec![1, 8, 32];
+    }
+    if args.purges == 0 || args.runs == 0 || args.edges.contains(&0) {
+        bail!("--purges, --runs and every --edges must be at least 1");
     }
     Ok(args)
-}
-
-/// One keep-alive HTTP/1.1 connection to the API.
-struct Api {
-    reader: BufReader<TcpStream>,
-    addr: String,
-    token: String,
-}
-
-impl Api {
-    fn connect(addr: &str, token: &str) -> Result<Api> {
-        let stream = TcpStream::connect(addr).with_context(|| format!("connect to the API at {addr}"))?;
-        stream.set_nodelay(true)?;
-        Ok(Api { reader: BufReader::new(stream), addr: addr.to_owned(), token: token.to_owned() })
-    }
-
-    fn call(&mut self, method: &str, path: &str, body: &str) -> Result<(u16, Value)> {
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            self.addr,
-            self.token,
-            body.len()
-        );
-        self.reader.get_mut().write_all(request.as_bytes())?;
-        let mut line = String::new();
-        self.reader.read_line(&mut line)?;
-        let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).context("no HTTP status line")?;
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line)?;
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse()?;
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body)?;
-        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
-    }
-}
-
-/// `edgepurge dev` for one run, stopped on drop.
-struct Dev {
-    child: Child,
-    _dir: tempfile::TempDir,
-    api: String,
-    token: String,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_dev(binary: &PathBuf, edges: usize) -> Result<Dev> {
-    let dir = tempfile::tempdir()?;
-    let log = std::fs::File::create(dir.path().join("dev.log"))?;
-    let child = Command::new(binary)
-        .args(["dev", "--edges", &edges.to_string(), "--state-dir"])
-        .arg(dir.path())
-        .args(["--api-port", "0", "--queue-port", "0", "--edge-base-port", "0", "--origin-port", "0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .with_context(|| {
-            format!("cannot run {} (build it with `cargo build --release -p edgepurge`)", binary.display())
-        })?;
-    let cluster = dir.path().join("cluster.json");
-    let start = Instant::now();
-    let info: Value = loop {
-        if let Ok(text) = std::fs::read_to_string(&cluster) {
-            if let Ok(value) = serde_json::from_str(&text) {
-                break value;
-            }
-        }
-        if start.elapsed() > Duration::from_secs(120) {
-            bail!("edgepurge dev wrote no cluster.json in 120 s; see {}", dir.path().join("dev.log").display());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let api = info["api"].as_str().context("cluster.json has no api")?.trim_start_matches("http://").to_owned();
-    let token = info["token"].as_str().context("cluster.json has no token")?.to_owned();
-    Ok(Dev { child, _dir: dir, api, token })
-}
-
-fn wait_connected(api: &mut Api, edges: usize) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        let (_, body) = api.call("GET", "/v1/edges", "")?;
-        let connected = body["edges"].as_array().map_or(0, |l| l.iter().filter(|e| e["connected"] == true).count());
-        if connected == edges {
-            return Ok(());
-        }
-        if start.elapsed() > Duration::from_secs(120) {
-            bail!("only {connected} of {edges} edges connected after 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Submits one purge and returns the time from its `202` to the first `done` status.
@@ -172,38 +78,68 @@ fn one_purge(api: &mut Api, n: usize) -> Result<Duration> {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i].as_secs_f64() * 1000.0
+/// One cluster's 1,000 (PURGES) purges: latency in ms per purge.
+fn one_run(args: &Args, edges: usize) -> Result<Summary> {
+    let dev = start_dev(&args.binary, edges)?;
+    let mut api = Api::connect(&dev.api, &dev.token)?;
+    wait_connected(&mut api, edges)?;
+    for n in 0..20 {
+        one_purge(&mut api, usize::MAX - n)?;
+    }
+    let mut times = Vec::with_capacity(args.purges);
+    for n in 0..args.purges {
+        times.push(one_purge(&mut api, n)?.as_secs_f64() * 1000.0);
+    }
+    Summary::of(&times).context("no purges were measured")
 }
 
 fn main() -> Result<()> {
     let args = parse_args()?;
-    let mut results = Vec::new();
-    println!("| edges | purges | p50 ms | p99 ms | max ms | mean ms |");
-    println!("|---:|---:|---:|---:|---:|---:|");
-    for &edges in &args.edges {
-        let dev = start_dev(&args.binary, edges)?;
-        let mut api = Api::connect(&dev.api, &dev.token)?;
-        wait_connected(&mut api, edges)?;
-        for n in 0..20 {
-            one_purge(&mut api, usize::MAX - n)?;
+    // runs[e] = one Summary per run for args.edges[e]; the edge counts are interleaved.
+    let mut runs: Vec<Vec<Summary>> = vec![Vec::new(); args.edges.len()];
+    println!("| edges | run | purges | p50 ms | p99 ms | max ms | mean ms |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for run in 1..=args.runs {
+        for (e, &edges) in args.edges.iter().enumerate() {
+            let s = one_run(&args, edges)?;
+            println!(
+                "| {edges} | {run} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                args.purges, s.median, s.p99, s.max, s.mean
+            );
+            runs[e].push(s);
         }
-        let mut times = Vec::with_capacity(args.purges);
-        for n in 0..args.purges {
-            times.push(one_purge(&mut api, n)?);
-        }
-        times.sort();
-        let mean = times.iter().map(Duration::as_secs_f64).sum::<f64>() / times.len() as f64 * 1000.0;
-        let (p50, p99, max) = (percentile(&times, 0.5), percentile(&times, 0.99), percentile(&times, 1.0));
-        println!("| {edges} | {} | {p50:.2} | {p99:.2} | {max:.2} | {mean:.2} |", args.purges);
-        results.push(json!({"edges": edges, "purges": args.purges, "p50_ms": p50, "p99_ms": p99, "max_ms": max, "mean_ms": mean}));
-        drop(dev);
     }
-    let report = json!({"benchmark": "propagation", "results": results});
+    let over_runs = |e: usize, f: fn(&Summary) -> f64| {
+        Summary::of(&runs[e].iter().map(f).collect::<Vec<_>>()).expect("at least one run")
+    };
+    println!();
+    println!("| edges | p50 ms, median of runs (min–max) | p99 ms (min–max) | max ms (min–max) | p50 / baseline | p99 / baseline |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let (base_p50, base_p99) = (over_runs(0, |s| s.median).median, over_runs(0, |s| s.p99).median);
+    let mut results = Vec::new();
+    for (e, &edges) in args.edges.iter().enumerate() {
+        let (p50, p99, max) = (over_runs(e, |s| s.median), over_runs(e, |s| s.p99), over_runs(e, |s| s.max));
+        let (r50, r99) = (ratio(p50.median, base_p50), ratio(p99.median, base_p99));
+        println!("| {edges} | {} | {} | {} | {r50:.2} | {r99:.2} |", p50.cell(2), p99.cell(2), max.cell(2));
+        results.push(json!({"edges": edges, "purges": args.purges, "runs": runs[e],
+            "p50_ms": p50, "p99_ms": p99, "max_ms": max, "p50_over_baseline": r50, "p99_over_baseline": r99}));
+    }
+    let last = args.edges.len() - 1;
+    let p99 = over_runs(last, |s| s.p99);
+    let met = p99.max < TARGET_P99_MS;
+    println!(
+        "\nbaseline: {} edge(s), measured in the same run\ntarget: p99 < {TARGET_P99_MS} ms at {} edges: {} (p99 {} ms over {} runs)",
+        args.edges[0],
+        args.edges[last],
+        if met { "MET" } else { "MISSED" },
+        p99.cell(2),
+        args.runs
+    );
     if let Some(out) = &args.out {
-        std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
-        println!("wrote {}", out.display());
+        let parameters = json!({"edges": args.edges, "purges": args.purges, "runs": args.runs, "binary": args.binary});
+        let results = json!({"per_edges": results, "baseline_edges": args.edges[0],
+            "target_p99_ms": TARGET_P99_MS, "target_edges": args.edges[last], "target_met": met});
+        write_report(out, "propagation", parameters, results)?;
     }
     Ok(())
 }

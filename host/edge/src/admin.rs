@@ -143,11 +143,10 @@ fn metrics(shared: &Shared) -> String {
     let store = shared.store.stats();
     let fills = shared.fills.stats();
     let mut out = String::new();
+    crate::metrics::write_store_gauges(&mut out, store.entries, store.bytes);
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     };
-    metric("edgepurge_cache_entries", "gauge", "Objects stored.", store.entries);
-    metric("edgepurge_cache_bytes", "gauge", "Bytes stored (weighed).", store.bytes);
     metric("edgepurge_cache_hits_total", "counter", "Store lookups that found an object.", store.hits);
     metric("edgepurge_cache_misses_total", "counter", "Store lookups that found nothing.", store.misses);
     metric("edgepurge_cache_evictions_total", "counter", "Objects evicted for space.", store.evictions);

@@ -138,6 +138,17 @@ impl ControlMetrics {
     }
 }
 
+/// Appends the store's size gauges: `edgepurge_cache_entries` (objects stored now) and
+/// `edgepurge_cache_bytes` (their weight against `capacity-mib`), from `CacheStore::stats`.
+pub fn write_store_gauges(out: &mut String, entries: u64, bytes: u64) {
+    for (name, help, value) in [
+        ("edgepurge_cache_entries", "Objects stored.", entries),
+        ("edgepurge_cache_bytes", "Bytes stored (weighed).", bytes),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    }
+}
+
 /// The outcome label for a response's `Cache-Status` value (`none` when there is none).
 pub fn outcome_of(cache_status: Option<&[u8]>) -> &'static str {
     let Some(value) = cache_status.and_then(|v| std::str::from_utf8(v).ok()) else { return "none" };
@@ -269,5 +280,13 @@ mod tests {
         m.write(&mut out);
         assert!(out.contains("edgepurge_control_tasks_received_total 3"), "{out}");
         assert!(out.contains("edgepurge_control_connected_nodes 0"), "{out}");
+    }
+
+    #[test]
+    fn store_gauges_show_entries_and_bytes() {
+        let mut out = String::new();
+        write_store_gauges(&mut out, 1_000_000, 1_509_000_000);
+        assert!(out.contains("# TYPE edgepurge_cache_entries gauge\nedgepurge_cache_entries 1000000\n"), "{out}");
+        assert!(out.contains("# TYPE edgepurge_cache_bytes gauge\nedgepurge_cache_bytes 1509000000\n"), "{out}");
     }
 }

@@ -1,0 +1,171 @@
+//! Million-URL batch: one bulk request of N distinct URLs (1,000,000 by default) to a cluster of
+//! `edgepurge dev --edges E` (4 by default), measured end to end.
+//!
+//! For each run a fresh cluster is started (control, E edges over mutual TLS on loopback, the
+//! demo origin; one release process), then one `text/plain` `POST /v1/purges` carries all N URLs.
+//! Measured from the moment the request starts: **accept** (until the `202`: validated,
+//! normalised, de-duplicated and durably queued), each edge's **applied** time (the first status
+//! read where its applied count reaches the batch's total) and **done** (the status says `done`:
+//! applied on every edge). The status is read every 20 ms, which bounds the error of each time.
+//! The baseline measured in the same run is the accept rate (control alone): the table gives
+//! end-to-end URLs/s against it and against the target of 100,000 URLs/s.
+//!
+//! `make bench-million` (URLS=1000000 EDGES=4 RUNS=3) or
+//! `million --binary target/release/edgepurge --urls 1000000 --edges 4 --runs 3 --out FILE`.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use edgepurge_bench::dev_cluster::{start_dev, wait_connected, Api};
+use edgepurge_bench::stats::{ratio, write_report, Summary};
+use serde_json::{json, Value};
+
+/// The target, end to end.
+const TARGET_URLS_PER_SEC: f64 = 100_000.0;
+/// How long one batch may take before the run is abandoned.
+const GIVE_UP: Duration = Duration::from_secs(1800);
+
+struct Args {
+    binary: PathBuf,
+    urls: usize,
+    edges: usize,
+    runs: usize,
+    out: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args =
+        Args { binary: PathBuf::from("target/release/edgepurge"), urls: 1_000_000, edges: 4, runs: 3, out: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--binary" => args.binary = value()?.into(),
+            "--urls" => args.urls = value()?.parse().context("--urls takes a number")?,
+            "--edges" => args.edges = value()?.parse().context("--edges takes a number")?,
+            "--runs" => args.runs = value()?.parse().context("--runs takes a number")?,
+            "--out" => args.out = Some(value()?.into()),
+            other => bail!("unknown argument `{other}` (use --binary, --urls, --edges, --runs, --out)"),
+        }
+    }
+    if args.urls == 0 || args.edges == 0 || args.runs == 0 {
+        bail!("--urls, --edges and --runs must be at least 1");
+    }
+    Ok(args)
+}
+
+/// What one run measured, in seconds from the start of the request.
+struct Run {
+    accept: f64,
+    edges_applied: Vec<f64>,
+    done: f64,
+}
+
+/// The bulk body: N distinct URLs on the demo host, one per line.
+fn body(run: usize, urls: usize) -> Vec<u8> {
+    let mut text = String::with_capacity(urls * 40);
+    for i in 0..urls {
+        let _ = writeln!(text, "http://demo.local/million/r{run}/p{}/{i}.html", i % 100);
+    }
+    text.into_bytes()
+}
+
+fn one_run(args: &Args, run: usize) -> Result<Run> {
+    let dev = start_dev(&args.binary, args.edges)?;
+    let mut api = Api::connect(&dev.api, &dev.token)?;
+    wait_connected(&mut api, args.edges)?;
+    let body = body(run, args.urls);
+    let start = Instant::now();
+    let (status, answer) = api.send("POST", "/v1/purges", "text/plain", &body)?;
+    let accept = start.elapsed().as_secs_f64();
+    if status != 202 {
+        bail!("the bulk purge was refused: {status} {answer}");
+    }
+    let id = answer["id"].as_u64().context("no id in the 202")?;
+    let mut edges_applied: Vec<Option<f64>> = Vec::new();
+    loop {
+        let (_, progress) = api.call("GET", &format!("/v1/purges/{id}"), "")?;
+        let now = start.elapsed().as_secs_f64();
+        let edges = progress["edges"].as_array().cloned().unwrap_or_default();
+        edges_applied.resize(edges.len(), None);
+        for (slot, edge) in edges_applied.iter_mut().zip(&edges) {
+            if slot.is_none() && edge["total"].as_u64().is_some_and(|t| edge["applied"].as_u64() == Some(t)) {
+                *slot = Some(now);
+            }
+        }
+        match progress["state"].as_str() {
+            Some("done") => {
+                let edges_applied = edges_applied.into_iter().map(|t| t.unwrap_or(now)).collect();
+                return Ok(Run { accept, edges_applied, done: now });
+            }
+            Some("partially-failed") => bail!("batch {id} partially failed: {progress}"),
+            _ => {}
+        }
+        if start.elapsed() > GIVE_UP {
+            bail!("batch {id} not done after {} s: {progress}", GIVE_UP.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn summary(samples: &[f64]) -> Summary {
+    Summary::of(samples).expect("at least one run")
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let n = args.urls as f64;
+    println!(
+        "{} URLs in one text/plain request to {} edges (`edgepurge dev`, release), {} runs",
+        args.urls, args.edges, args.runs
+    );
+    println!();
+    println!("| run | accept s | accept URLs/s | first edge applied s | all applied (done) s | URLs/s end to end |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let mut runs = Vec::new();
+    for run in 1..=args.runs {
+        let r = one_run(&args, run)?;
+        let first = r.edges_applied.iter().copied().fold(f64::INFINITY, f64::min);
+        println!("| {run} | {:.2} | {:.0} | {first:.2} | {:.2} | {:.0} |", r.accept, n / r.accept, r.done, n / r.done);
+        runs.push(r);
+    }
+    let accept_rate = summary(&runs.iter().map(|r| n / r.accept).collect::<Vec<_>>());
+    let e2e_rate = summary(&runs.iter().map(|r| n / r.done).collect::<Vec<_>>());
+    let done = summary(&runs.iter().map(|r| r.done).collect::<Vec<_>>());
+    println!();
+    println!("| measure | median (min–max) |");
+    println!("|---|---:|");
+    println!("| accept URLs/s (baseline: control alone) | {} |", accept_rate.cell(0));
+    println!("| end-to-end URLs/s | {} |", e2e_rate.cell(0));
+    println!("| all applied, s | {} |", done.cell(2));
+    println!("| end to end / accept | {:.3} |", ratio(e2e_rate.median, accept_rate.median));
+    let verdict = if e2e_rate.median >= TARGET_URLS_PER_SEC { "MET" } else { "MISSED" };
+    println!(
+        "\ntarget: ≥ {TARGET_URLS_PER_SEC:.0} URLs/s end to end: {verdict} (median {:.0} URLs/s = {:.3}× the target)",
+        e2e_rate.median,
+        e2e_rate.median / TARGET_URLS_PER_SEC
+    );
+    if let Some(out) = &args.out {
+        let results: Vec<Value> = runs
+            .iter()
+            .map(|r| {
+                json!({"accept_s": r.accept, "edges_applied_s": r.edges_applied, "done_s": r.done,
+                       "accept_urls_per_s": n / r.accept, "end_to_end_urls_per_s": n / r.done})
+            })
+            .collect();
+        let results = json!({
+            "runs": results,
+            "accept_urls_per_s": accept_rate,
+            "end_to_end_urls_per_s": e2e_rate,
+            "done_s": done,
+            "end_to_end_over_accept": ratio(e2e_rate.median, accept_rate.median),
+            "target_urls_per_s": TARGET_URLS_PER_SEC,
+            "target_met": e2e_rate.median >= TARGET_URLS_PER_SEC,
+        });
+        let parameters = json!({"urls": args.urls, "edges": args.edges, "runs": args.runs, "binary": args.binary});
+        write_report(out, "million", parameters, results)?;
+    }
+    Ok(())
+}
