@@ -41,8 +41,10 @@ pub struct StoredResponse {
     pub headers: HeaderMap,
     /// The complete body.
     pub body: Bytes,
-    /// The shared-cache policy: computes the current `Age`.
-    pub policy: CachePolicy,
+    /// The response's age when it arrived (its `Age` header; `CachePolicy::age` at `stored_at`).
+    /// Only this is kept of the shared-cache policy: a `CachePolicy` holds copies of both requests'
+    /// and responses' headers, ~2 KB per cached object, to compute the same age.
+    pub initial_age: Duration,
     /// The secondary key: the request's values of the headers the response `Vary`s on
     /// ([`vary_key`]); empty without `Vary`.
     pub vary: Vec<(String, String)>,
@@ -63,7 +65,8 @@ pub struct StoredResponse {
 impl StoredResponse {
     /// The current age (`Age` header value to send).
     pub fn age(&self, now: SystemTime) -> Duration {
-        self.policy.age(now)
+        // As `CachePolicy::age`: the `Age` it arrived with plus the time it has been stored.
+        self.initial_age + now.duration_since(self.stored_at).unwrap_or_default()
     }
 
     /// Whether the response is fresh at `now` (ignoring purges).
@@ -117,8 +120,8 @@ pub enum StoreVerdict {
 /// Everything about a storable response except its body.
 #[derive(Debug, Clone)]
 pub struct StorePlan {
-    /// The shared-cache policy.
-    pub policy: CachePolicy,
+    /// The response's age when it arrived ([`StoredResponse::initial_age`]).
+    pub initial_age: Duration,
     /// Remaining freshness at the response time (zero: stored stale, revalidated on use).
     pub ttl: Duration,
     /// Effective `stale-while-revalidate` window.
@@ -148,7 +151,7 @@ impl StorePlan {
             status: self.status,
             headers: self.headers,
             body,
-            policy: self.policy,
+            initial_age: self.initial_age,
             vary: self.vary,
             stored_at: self.stored_at,
             freshness_lifetime: self.freshness_lifetime,
@@ -239,7 +242,7 @@ pub fn prepare_store(
         freshness_lifetime: freshness,
         overrides,
         stored_at: now,
-        policy,
+        initial_age: policy.age(now),
         headers,
     };
     // Stale on arrival with no stale window and nothing to revalidate with: no request could
@@ -298,7 +301,7 @@ pub fn merge_304(
         status: stored.status,
         headers,
         body: stored.body.clone(),
-        policy,
+        initial_age: policy.age(now),
         vary: stored.vary.clone(),
         stored_at: now,
         freshness_lifetime: freshness,
@@ -322,7 +325,7 @@ fn new_policy(
     honor_client: bool,
     now: SystemTime,
 ) -> CachePolicy {
-    let mut req_headers = owned_headers(&req.headers);
+    let mut req_headers = req.headers.clone();
     if !honor_client {
         req_headers.remove(header::CACHE_CONTROL);
         req_headers.remove(header::PRAGMA);
@@ -340,9 +343,7 @@ struct PolicyRequest<'a> {
 
 impl RequestLike for PolicyRequest<'_> {
     fn uri(&self) -> Uri {
-        // The policy keeps this for as long as the object is stored: a copy, not a slice of the
-        // client connection's read buffer (see `owned_headers`).
-        Uri::try_from(self.parts.uri.to_string()).unwrap_or_else(|_| self.parts.uri.clone())
+        self.parts.uri.clone()
     }
     fn is_same_uri(&self, other: &Uri) -> bool {
         &self.parts.uri == other
@@ -370,10 +371,8 @@ impl ResponseLike for PolicyResponse<'_> {
 }
 
 /// A copy of `headers` whose values own their bytes. hyper parses every header value as a slice
-/// of the connection's read buffer: a stored clone (the response's headers, and the copies the
-/// `CachePolicy` keeps of both requests' and responses') would keep that whole buffer, 8 KiB or
-/// more, allocated for as long as the object is cached — ~13 KB per small object, where the
-/// store's byte bound counts ~1.5 KB.
+/// of the connection's read buffer: a stored clone would keep that whole buffer, 8 KiB or more,
+/// allocated for as long as the object is cached, where the store's byte bound counts the value.
 pub(crate) fn owned_headers(headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {

@@ -298,3 +298,19 @@ fn stored_headers_do_not_share_the_connections_read_buffer() {
     assert_eq!(owned, resp.headers);
     assert!(owned.values().all(|v| !inside(v)));
 }
+
+/// Only the arrival age is kept of the shared-cache policy: the age it gives at any time is the
+/// one `CachePolicy` computes (the `Age` received plus the time stored; never less, also when
+/// the clock went back).
+#[test]
+fn stored_age_is_what_the_shared_cache_policy_computes() {
+    use super::test_support::{headers, policy_for, stored_with};
+    let req = get(URL, &[]);
+    let pairs = [("cache-control", "max-age=600"), ("age", "42")];
+    let s = stored_with(&req, &pairs, b"x", &CacheDecision::default(), &CacheConfig::default());
+    let policy = policy_for(&req, 200, &headers(&pairs), t0());
+    assert_eq!(s.initial_age, Duration::from_secs(42));
+    for t in [t0() - Duration::from_secs(5), t0(), at(1), at(300), at(100_000)] {
+        assert_eq!(s.age(t), policy.age(t), "at {t:?}");
+    }
+}
