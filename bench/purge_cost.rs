@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use edgepurge_bench::edge_proc::{is_edge_hit, mem_available_bytes, EdgeProc};
 use edgepurge_bench::fill::{fill, FillReport, HttpConn, Layout, Origin};
-use edgepurge_bench::stats::{ratio, write_report, Summary};
+use edgepurge_bench::stats::{parse_sizes, ratio, write_report, Summary};
 use edgepurge_bench::varnish::{ensure_tools, Varnish};
 use edgepurge_bench::wrk;
 use serde_json::{json, Value};
@@ -65,11 +65,7 @@ fn parse_args() -> Result<Args> {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--binary" => args.binary = value()?.into(),
-            "--sizes" => {
-                for s in value()?.split([' ', ',']).filter(|s| !s.is_empty()) {
-                    args.sizes.push(s.parse().with_context(|| format!("--sizes: `{s}` is not a number"))?);
-                }
-            }
+            "--sizes" => args.sizes.extend(parse_sizes(&value()?)?),
             "--repeats" => args.repeats = value()?.parse()?,
             "--connections" => args.connections = value()?.parse()?,
             "--body-bytes" => args.body_bytes = value()?.parse()?,

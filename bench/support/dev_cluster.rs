@@ -2,18 +2,19 @@
 //! TLS on loopback, the demo origin) in a temporary state directory, talk to its API over one
 //! keep-alive HTTP/1.1 connection, wait for the edges, stop it on drop.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-/// One keep-alive HTTP/1.1 connection to the API.
+use crate::edge_proc::spawn_quiet;
+use crate::fill::HttpConn;
+
+/// One keep-alive HTTP/1.1 connection to the API, with the bearer token.
 pub struct Api {
-    reader: BufReader<TcpStream>,
+    conn: HttpConn,
     addr: String,
     token: String,
 }
@@ -21,9 +22,8 @@ pub struct Api {
 impl Api {
     /// Connects to the API at `addr` (host:port) with a bearer token.
     pub fn connect(addr: &str, token: &str) -> Result<Api> {
-        let stream = TcpStream::connect(addr).with_context(|| format!("connect to the API at {addr}"))?;
-        stream.set_nodelay(true)?;
-        Ok(Api { reader: BufReader::new(stream), addr: addr.to_owned(), token: token.to_owned() })
+        let socket = addr.parse().with_context(|| format!("the API address `{addr}` is not host:port"))?;
+        Ok(Api { conn: HttpConn::connect(socket)?, addr: addr.to_owned(), token: token.to_owned() })
     }
 
     /// Sends one request with a JSON body and reads the answer as JSON (`Null` when it is not
@@ -35,35 +35,11 @@ impl Api {
     /// Sends one request with a body of any content type and reads the answer as JSON (`Null`
     /// when it is not JSON).
     pub fn send(&mut self, method: &str, path: &str, content_type: &str, body: &[u8]) -> Result<(u16, Value)> {
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: {content_type}\r\n\
-             Content-Length: {}\r\n\r\n",
-            self.addr,
-            self.token,
-            body.len()
-        );
-        let stream = self.reader.get_mut();
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(body)?;
-        let mut line = String::new();
-        self.reader.read_line(&mut line)?;
-        let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).context("no HTTP status line")?;
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line)?;
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse()?;
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body)?;
-        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+        let authorization = format!("Bearer {}", self.token);
+        let headers =
+            [("Host", self.addr.as_str()), ("Authorization", authorization.as_str()), ("Content-Type", content_type)];
+        let reply = self.conn.send(method, path, &headers, body)?;
+        Ok((reply.status, serde_json::from_slice(&reply.body).unwrap_or(Value::Null)))
     }
 }
 
@@ -91,17 +67,20 @@ impl Drop for Dev {
 pub fn start_dev(binary: &PathBuf, edges: usize) -> Result<Dev> {
     let dir = tempfile::tempdir()?;
     let log = std::fs::File::create(dir.path().join("dev.log"))?;
-    let child = Command::new(binary)
-        .args(["dev", "--edges", &edges.to_string(), "--state-dir"])
-        .arg(dir.path())
-        .args(["--api-port", "0", "--queue-port", "0", "--edge-base-port", "0", "--origin-port", "0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .with_context(|| {
-            format!("cannot run {} (build it with `cargo build --release -p edgepurge`)", binary.display())
-        })?;
+    let child = spawn_quiet(
+        Command::new(binary).args(["dev", "--edges", &edges.to_string(), "--state-dir"]).arg(dir.path()).args([
+            "--api-port",
+            "0",
+            "--queue-port",
+            "0",
+            "--edge-base-port",
+            "0",
+            "--origin-port",
+            "0",
+        ]),
+        binary,
+        log,
+    )?;
     let cluster = dir.path().join("cluster.json");
     let start = Instant::now();
     let info: Value = loop {

@@ -99,6 +99,14 @@ impl Drop for EdgeProc {
     }
 }
 
+/// Spawns `command` (a run of the edgepurge `binary`) with `RUST_LOG=warn`, stdout discarded and
+/// stderr to `log`, stopped with the benchmark if the benchmark dies.
+pub fn spawn_quiet(command: &mut Command, binary: &Path, log: std::fs::File) -> Result<Child> {
+    die_with_parent(command).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(log).spawn().with_context(|| {
+        format!("cannot run {} (build it with `cargo build --release -p edgepurge`)", binary.display())
+    })
+}
+
 impl EdgeProc {
     /// Starts `binary edge` with a store of `capacity_mib` in front of `origin` (every host),
     /// `RUST_LOG=warn`, and waits (60 s at most) until its admin listener answers.
@@ -113,17 +121,7 @@ impl EdgeProc {
         let config_path = dir.path().join("edge.toml");
         std::fs::write(&config_path, config)?;
         let log = std::fs::File::create(dir.path().join("edge.log"))?;
-        let child = die_with_parent(&mut Command::new(binary))
-            .arg("edge")
-            .arg("--config")
-            .arg(&config_path)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| {
-                format!("cannot run {} (build it with `cargo build --release -p edgepurge`)", binary.display())
-            })?;
+        let child = spawn_quiet(Command::new(binary).arg("edge").arg("--config").arg(&config_path), binary, log)?;
         let mut edge = EdgeProc {
             child,
             dir,

@@ -276,13 +276,21 @@ impl HttpConn {
         Ok(HttpConn { reader: BufReader::new(stream) })
     }
 
-    /// Sends one request (with `host` as `Host`) and reads the whole answer.
+    /// Sends one request (with `host` as `Host`, a JSON body) and reads the whole answer.
     pub fn request(&mut self, method: &str, path: &str, host: &str, body: &str) -> Result<Reply> {
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.reader.get_mut().write_all(request.as_bytes())?;
+        self.send(method, path, &[("Host", host), ("Content-Type", "application/json")], body.as_bytes())
+    }
+
+    /// Sends one request with `headers` (Content-Length is added) and reads the whole answer.
+    pub fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Reply> {
+        let mut head = format!("{method} {path} HTTP/1.1\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let stream = self.reader.get_mut();
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(body)?;
         let mut line = String::new();
         self.reader.read_line(&mut line)?;
         let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).context("no HTTP status line")?;

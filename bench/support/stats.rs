@@ -59,6 +59,15 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
+/// A list of sizes given as one argument, separated by spaces or commas (`"10000 100000"`).
+pub fn parse_sizes(value: &str) -> anyhow::Result<Vec<u64>> {
+    value
+        .split([' ', ','])
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| anyhow::anyhow!("--sizes: `{s}` is not a number")))
+        .collect()
+}
+
 /// `value / baseline`, or NaN when the baseline is zero.
 pub fn ratio(value: f64, baseline: f64) -> f64 {
     if baseline == 0.0 {
@@ -137,6 +146,12 @@ mod tests {
         assert_eq!(percentile(&sorted, 0.5), 50.0);
         assert_eq!(percentile(&sorted, 1.0), 100.0);
         assert_eq!(percentile(&[7.0], 0.99), 7.0);
+    }
+
+    #[test]
+    fn sizes_split_on_spaces_and_commas() {
+        assert_eq!(parse_sizes("10000 100000,1000000").unwrap(), vec![10_000, 100_000, 1_000_000]);
+        assert!(parse_sizes("10k").unwrap_err().to_string().contains("`10k` is not a number"));
     }
 
     #[test]
