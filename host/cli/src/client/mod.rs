@@ -208,6 +208,16 @@ pub fn print_json(value: &Value) -> Result<()> {
     Ok(())
 }
 
+/// Prints a view's document: as JSON with `--json`, else as the view's `table`; exits 0.
+pub fn show(doc: &Value, json: bool, table: fn(&Value) -> String) -> Result<std::process::ExitCode> {
+    if json {
+        print_json(doc)?;
+    } else {
+        print!("{}", table(doc));
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
-use super::{cell, duration_ms, print_json, table, ApiClient, ConnectArgs};
+use super::{cell, duration_ms, print_json, show, table, ApiClient, ConnectArgs};
 
 /// Polling interval when the event stream is not available.
 pub const POLL: Duration = Duration::from_millis(200);
@@ -47,12 +47,7 @@ pub async fn run(args: StatusArgs) -> Result<ExitCode> {
         return follow(&client, id, args.json).await;
     }
     let doc = client.get_json(&format!("/v1/purges/{}", super::http::encode_query(id))).await?;
-    if args.json {
-        print_json(&doc)?;
-    } else {
-        print!("{}", status_table(&doc));
-    }
-    Ok(ExitCode::SUCCESS)
+    show(&doc, args.json, status_table)
 }
 
 /// The status document as a summary and a per-edge table.

@@ -8,7 +8,7 @@ use clap::{ArgGroup, Args};
 use serde_json::Value;
 
 use super::http::encode_query;
-use super::{bytes, cell, duration_ms, print_json, table, ConnectArgs};
+use super::{bytes, cell, duration_ms, show, table, ConnectArgs};
 
 /// Arguments of `edgepurge records`.
 #[derive(Args)]
@@ -63,12 +63,7 @@ pub async fn records(args: RecordsArgs) -> Result<ExitCode> {
         path.push_str(&format!("&after={after}"));
     }
     let doc = client.get_json(&path).await?;
-    if args.json {
-        print_json(&doc)?;
-    } else {
-        print!("{}", records_table(&doc));
-    }
-    Ok(ExitCode::SUCCESS)
+    show(&doc, args.json, records_table)
 }
 
 /// One row per request: which batch, what, where it is queued, on how many edges it is applied.
@@ -115,12 +110,7 @@ pub fn records_table(doc: &Value) -> String {
 /// Runs `edgepurge edges`.
 pub async fn edges(args: ViewArgs) -> Result<ExitCode> {
     let doc = args.connect.client()?.get_json("/v1/edges").await?;
-    if args.json {
-        print_json(&doc)?;
-    } else {
-        print!("{}", edges_table(&doc));
-    }
-    Ok(ExitCode::SUCCESS)
+    show(&doc, args.json, edges_table)
 }
 
 /// One row per edge: state, stream, last report, total lag, policy, applied offset per queue.
@@ -163,12 +153,7 @@ fn policy(p: &Value) -> String {
 /// Runs `edgepurge queues`.
 pub async fn queues(args: ViewArgs) -> Result<ExitCode> {
     let doc = args.connect.client()?.get_json("/v1/queues").await?;
-    if args.json {
-        print_json(&doc)?;
-    } else {
-        print!("{}", queues_table(&doc));
-    }
-    Ok(ExitCode::SUCCESS)
+    show(&doc, args.json, queues_table)
 }
 
 /// One row per queue: health, depth, pending bytes, speed, expected wait, offsets.
