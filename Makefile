@@ -107,7 +107,7 @@ bench-purge-cost:
 	$(CARGO) bench -p edgepurge-edge-cache --bench purge -- --warm-up-time 1 --measurement-time 3
 	bench/criterion_table.sh store $(BUILD_DIR)/criterion
 	$(CARGO) build --release -p edgepurge -p edgepurge-bench --bin edgepurge --bin purge_cost
-	$(RELEASE_BIN)/purge_cost --binary $(RELEASE_BIN)/edgepurge --sizes "$(SIZES)" --repeats $(REPEATS) \
+	$(RELEASE_BIN)/purge_cost --binary $(RELEASE_BIN)/edgepurge --sizes $(SIZES) --repeats $(REPEATS) \
 		--out bench/results/purge-cost.json
 
 ## make bench-memory: resident bytes per cached entry beyond the body, edge and Varnish -s malloc,
@@ -115,5 +115,5 @@ bench-purge-cost:
 bench-memory: SIZES ?= 100000 1000000
 bench-memory:
 	$(CARGO) build --release -p edgepurge -p edgepurge-bench --bin edgepurge --bin memory
-	$(RELEASE_BIN)/memory --binary $(RELEASE_BIN)/edgepurge --sizes "$(SIZES)" --repeats $(RUNS) \
+	$(RELEASE_BIN)/memory --binary $(RELEASE_BIN)/edgepurge --sizes $(SIZES) --repeats $(RUNS) \
 		--out bench/results/memory.json

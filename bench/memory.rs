@@ -9,16 +9,16 @@
 //! The same with `varnishd` (RSS of the manager and its cache child). Prints markdown tables and
 //! writes JSON (`bench/results/memory.json`). Target: ≤ 200 B per entry at 10⁶ entries.
 //!
-//! `make bench-memory` or `memory --binary target/release/edgepurge --sizes "100000 1000000"
+//! `make bench-memory` or `memory --binary target/release/edgepurge --sizes 100000 1000000
 //! --repeats 3 --out bench/results/memory.json` (`--help` lists every flag).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use edgepurge_bench::edge_proc::{mem_available_bytes, EdgeProc};
 use edgepurge_bench::fill::{fill, HttpConn, Layout, Origin};
-use edgepurge_bench::stats::{parse_sizes, ratio, write_report, Summary};
+use edgepurge_bench::stats::{cell, median, ratio, ratio_cell, write_report, Summary};
 use edgepurge_bench::varnish::{ensure_tools, Varnish};
 use serde_json::{json, Value};
 
@@ -27,55 +27,43 @@ const MIB: u64 = 1 << 20;
 const WARM: u64 = 2_000;
 /// The target: resident bytes per entry beyond the body.
 const TARGET: f64 = 200.0;
-const USAGE: &str = "memory [--binary PATH] [--sizes \"100000 1000000\"] [--repeats 3] [--body-bytes 32] \
-    [--connections 64] [--settle-secs 2] [--no-varnish] [--out bench/results/memory.json]";
-
+/// Resident bytes per cached entry beyond the body, edge and Varnish (`make bench-memory`).
+#[derive(clap::Parser)]
 struct Args {
+    /// The edgepurge binary (release build).
+    #[arg(long, default_value = "target/release/edgepurge")]
     binary: PathBuf,
+    /// Entry counts to measure (e.g. `--sizes 100000 1000000`).
+    #[arg(long, num_args = 1.., default_values_t = [100_000, 1_000_000])]
     sizes: Vec<u64>,
+    /// Runs per size.
+    #[arg(long, default_value_t = 3)]
     repeats: usize,
+    /// Body size of every object.
+    #[arg(long, default_value_t = 32)]
     body_bytes: usize,
+    /// Keep-alive connections of the filler.
+    #[arg(long, default_value_t = 64)]
     connections: usize,
+    /// Seconds to let the process settle before reading its RSS.
+    #[arg(long = "settle-secs", default_value = "2", value_parser = secs)]
     settle: Duration,
+    /// Measure the edge only.
+    #[arg(long = "no-varnish", action = clap::ArgAction::SetFalse)]
     varnish: bool,
+    /// Where the JSON report goes.
+    #[arg(long, default_value = "bench/results/memory.json")]
     out: PathBuf,
 }
 
+fn secs(s: &str) -> Result<Duration, String> {
+    s.parse().map(Duration::from_secs).map_err(|_| format!("`{s}` is not a number of seconds"))
+}
+
 fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        binary: PathBuf::from("target/release/edgepurge"),
-        sizes: Vec::new(),
-        repeats: 3,
-        body_bytes: 32,
-        connections: 64,
-        settle: Duration::from_secs(2),
-        varnish: true,
-        out: PathBuf::from("bench/results/memory.json"),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--binary" => args.binary = value()?.into(),
-            "--sizes" => args.sizes.extend(parse_sizes(&value()?)?),
-            "--repeats" => args.repeats = value()?.parse()?,
-            "--body-bytes" => args.body_bytes = value()?.parse()?,
-            "--connections" => args.connections = value()?.parse()?,
-            "--settle-secs" => args.settle = Duration::from_secs(value()?.parse()?),
-            "--no-varnish" => args.varnish = false,
-            "--out" => args.out = value()?.into(),
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument `{other}`; usage: {USAGE}"),
-        }
-    }
-    if args.sizes.is_empty() {
-        args.sizes = vec![100_000, 1_000_000];
-    }
+    let args = <Args as clap::Parser>::parse();
     if args.sizes.contains(&0) || args.repeats == 0 {
-        bail!("sizes and --repeats must be positive");
+        bail!("--sizes and --repeats must be positive");
     }
     Ok(args)
 }
@@ -166,14 +154,6 @@ fn fits(n: u64, per_entry: f64, what: &str) -> bool {
     need <= available
 }
 
-fn cell(samples: &[f64]) -> String {
-    Summary::of(samples).map_or_else(|| "—".to_owned(), |s| s.cell(0))
-}
-
-fn median(samples: &[f64]) -> f64 {
-    Summary::of(samples).map_or(f64::NAN, |s| s.median)
-}
-
 fn main() -> Result<()> {
     let args = parse_args()?;
     if args.varnish {
@@ -224,7 +204,13 @@ fn main() -> Result<()> {
             "MISSED"
         };
         let key = key_bytes(*n);
-        println!("| {n} | {key:.1} | {} | {} | {} | {r:.2} | {verdict} |", cell(&e), cell(&w), cell(&v));
+        println!(
+            "| {n} | {key:.1} | {} | {} | {} | {} | {verdict} |",
+            cell(&e, 0),
+            cell(&w, 0),
+            cell(&v, 0),
+            ratio_cell(r, 2)
+        );
         results.push(json!({
             "entries": n, "key_bytes_mean": key, "tag_bytes": tag_bytes,
             "edge_per_entry": Summary::of(&e), "edge_weighed_per_entry": Summary::of(&w),

@@ -27,29 +27,28 @@ const TARGET_URLS_PER_SEC: f64 = 100_000.0;
 /// How long one batch may take before the run is abandoned.
 const GIVE_UP: Duration = Duration::from_secs(1800);
 
+/// One bulk request of N URLs to a cluster of E edges, end to end (`make bench-million`).
+#[derive(clap::Parser)]
 struct Args {
+    /// The edgepurge binary (release build).
+    #[arg(long, default_value = "target/release/edgepurge")]
     binary: PathBuf,
+    /// URLs in the one request.
+    #[arg(long, default_value_t = 1_000_000)]
     urls: usize,
+    /// Edges of the `edgepurge dev` cluster.
+    #[arg(long, default_value_t = 4)]
     edges: usize,
+    /// Runs, each on a fresh cluster.
+    #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Where the JSON report goes.
+    #[arg(long)]
     out: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args =
-        Args { binary: PathBuf::from("target/release/edgepurge"), urls: 1_000_000, edges: 4, runs: 3, out: None };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--binary" => args.binary = value()?.into(),
-            "--urls" => args.urls = value()?.parse().context("--urls takes a number")?,
-            "--edges" => args.edges = value()?.parse().context("--edges takes a number")?,
-            "--runs" => args.runs = value()?.parse().context("--runs takes a number")?,
-            "--out" => args.out = Some(value()?.into()),
-            other => bail!("unknown argument `{other}` (use --binary, --urls, --edges, --runs, --out)"),
-        }
-    }
+    let args = <Args as clap::Parser>::parse();
     if args.urls == 0 || args.edges == 0 || args.runs == 0 {
         bail!("--urls, --edges and --runs must be at least 1");
     }

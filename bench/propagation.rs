@@ -21,11 +21,23 @@ use edgepurge_bench::dev_cluster::{start_dev, wait_connected, Api};
 use edgepurge_bench::stats::{ratio, write_report, Summary};
 use serde_json::json;
 
+/// API accepted → applied on every edge over `edgepurge dev` (`make bench-propagation`).
+#[derive(clap::Parser)]
 struct Args {
+    /// The edgepurge binary (release build).
+    #[arg(long, default_value = "target/release/edgepurge")]
     binary: PathBuf,
+    /// Edge counts, the first one the baseline (repeat the flag: `--edges 1 --edges 8`).
+    #[arg(long, default_values_t = [1, 8, 32])]
     edges: Vec<usize>,
+    /// Single-URL purges measured per run.
+    #[arg(long, default_value_t = 1000)]
     purges: usize,
+    /// Runs per edge count, interleaved, each on a fresh cluster.
+    #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Where the JSON report goes.
+    #[arg(long)]
     out: Option<PathBuf>,
 }
 
@@ -33,25 +45,7 @@ struct Args {
 const TARGET_P99_MS: f64 = 50.0;
 
 fn parse_args() -> Result<Args> {
-    let mut args =
-        Args { binary: PathBuf::from("target/release/edgepurge"), edges: Vec::new(), purges: 1000, runs: 3, out: None };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--binary" => args.binary = value()?.into(),
-            "--edges" => args.edges.push(value()?.parse().context("--edges takes a number")?),
-            "--purges" => args.purges = value()?.parse().context("--purges takes a number")?,
-            "--runs" => args.runs = value()?.parse().context("--runs takes a number")?,
-            "--out" => args.out = Some(value()?.into()),
-            other => {
-                bail!("unknown argument `{other}` (use --binary, --edges N (repeatable), --purges, --runs, --out)")
-            }
-        }
-    }
-    if args.edges.is_empty() {
-        args.edges = vec![1, 8, 32];
-    }
+    let args = <Args as clap::Parser>::parse();
     if args.purges == 0 || args.runs == 0 || args.edges.contains(&0) {
         bail!("--purges, --runs and every --edges must be at least 1");
     }

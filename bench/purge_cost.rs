@@ -11,7 +11,7 @@
 //! `d20`–`d39`, single URLs in `d40`–`d49`, background purges in `d50`–`d89`, the hot set in
 //! `d90`–`d99`); hosts `h1`,`h3`,… are the 10 % prefixes, `h2`,`h4`,… the host purges.
 //!
-//! `make bench-purge-cost` or `purge_cost --binary target/release/edgepurge --sizes "10000 100000"
+//! `make bench-purge-cost` or `purge_cost --binary target/release/edgepurge --sizes 10000 100000
 //! --repeats 20 --out bench/results/purge-cost.json` (`--help` lists every flag).
 
 use std::path::PathBuf;
@@ -19,72 +19,55 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use edgepurge_bench::edge_proc::{is_edge_hit, mem_available_bytes, EdgeProc};
 use edgepurge_bench::fill::{fill, FillReport, HttpConn, Layout, Origin};
-use edgepurge_bench::stats::{parse_sizes, ratio, write_report, Summary};
+use edgepurge_bench::stats::{cell, median, ratio, write_report, Summary};
 use edgepurge_bench::varnish::{ensure_tools, Varnish};
 use edgepurge_bench::wrk;
 use serde_json::{json, Value};
 
 const MIB: u64 = 1 << 20;
-const USAGE: &str = "purge_cost [--binary PATH] [--sizes \"10000 100000\"] [--repeats 20] [--connections 64] \
-    [--body-bytes 32] [--hit-secs 3] [--hit-rounds 3] [--purge-rate 100] [--varnish-max 10000000] [--no-varnish] \
-    [--out bench/results/purge-cost.json]";
-
+/// Purge cost against cache size, edge and Varnish bans (`make bench-purge-cost`).
+#[derive(clap::Parser)]
 struct Args {
+    /// The edgepurge binary (release build).
+    #[arg(long, default_value = "target/release/edgepurge")]
     binary: PathBuf,
+    /// Entry counts to measure, multiples of 1,000, at least 10,000 (e.g. `--sizes 10000 100000`).
+    #[arg(long, num_args = 1.., default_values_t = [10_000, 100_000])]
     sizes: Vec<u64>,
+    /// Repetitions of each purge kind (1 to 100).
+    #[arg(long, default_value_t = 20)]
     repeats: usize,
+    /// Keep-alive connections of the filler.
+    #[arg(long, default_value_t = 64)]
     connections: usize,
+    /// Body size of every object.
+    #[arg(long, default_value_t = 32)]
     body_bytes: usize,
+    /// Seconds of one wrk run over the hot set.
+    #[arg(long, default_value_t = 3)]
     hit_secs: u64,
+    /// wrk runs without and with background purges, each.
+    #[arg(long, default_value_t = 3)]
     hit_rounds: usize,
+    /// Background purges per second during the hit runs.
+    #[arg(long, default_value_t = 100.0)]
     purge_rate: f64,
+    /// Largest size measured in Varnish.
+    #[arg(long, default_value_t = 10_000_000)]
     varnish_max: u64,
+    /// Measure the edge only.
+    #[arg(long = "no-varnish", action = clap::ArgAction::SetFalse)]
     varnish: bool,
+    /// Where the JSON report goes.
+    #[arg(long, default_value = "bench/results/purge-cost.json")]
     out: PathBuf,
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        binary: PathBuf::from("target/release/edgepurge"),
-        sizes: Vec::new(),
-        repeats: 20,
-        connections: 64,
-        body_bytes: 32,
-        hit_secs: 3,
-        hit_rounds: 3,
-        purge_rate: 100.0,
-        varnish_max: 10_000_000,
-        varnish: true,
-        out: PathBuf::from("bench/results/purge-cost.json"),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--binary" => args.binary = value()?.into(),
-            "--sizes" => args.sizes.extend(parse_sizes(&value()?)?),
-            "--repeats" => args.repeats = value()?.parse()?,
-            "--connections" => args.connections = value()?.parse()?,
-            "--body-bytes" => args.body_bytes = value()?.parse()?,
-            "--hit-secs" => args.hit_secs = value()?.parse()?,
-            "--hit-rounds" => args.hit_rounds = value()?.parse()?,
-            "--purge-rate" => args.purge_rate = value()?.parse()?,
-            "--varnish-max" => args.varnish_max = value()?.parse()?,
-            "--no-varnish" => args.varnish = false,
-            "--out" => args.out = value()?.into(),
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument `{other}`; usage: {USAGE}"),
-        }
-    }
-    if args.sizes.is_empty() {
-        args.sizes = vec![10_000, 100_000];
-    }
+    let args = <Args as clap::Parser>::parse();
     if let Some(bad) = args.sizes.iter().find(|&&n| n < 10_000 || n % 1000 != 0) {
         bail!("size {bad}: sizes must be multiples of 1,000, at least 10,000");
     }
@@ -420,14 +403,6 @@ fn main() -> Result<()> {
         "varnish": varnishes.iter().flatten().map(|v| &v.json).collect::<Vec<_>>(),
     });
     write_report(&args.out, "purge-cost", parameters, results)
-}
-
-fn cell(samples: &[f64], decimals: usize) -> String {
-    Summary::of(samples).map_or_else(|| "—".to_owned(), |s| s.cell(decimals))
-}
-
-fn median(samples: &[f64]) -> f64 {
-    Summary::of(samples).map_or(f64::NAN, |s| s.median)
 }
 
 fn print_tables(edges: &[EdgeRun], varnishes: &[Option<VarnishRun>]) {

@@ -103,7 +103,10 @@ impl Drop for EdgeProc {
 /// stderr to `log`, stopped with the benchmark if the benchmark dies.
 pub fn spawn_quiet(command: &mut Command, binary: &Path, log: std::fs::File) -> Result<Child> {
     die_with_parent(command).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(log).spawn().with_context(|| {
-        format!("cannot run {} (build it with `cargo build --release -p edgepurge`)", binary.display())
+        format!(
+            "cannot run {} (build it with `cargo build --release -p edgepurge`, or pass --binary PATH)",
+            binary.display()
+        )
     })
 }
 
