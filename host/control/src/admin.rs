@@ -10,8 +10,8 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use edgepurge_api::Decommissioned;
 use edgepurge_control_store::{ApiToken, ControlStore};
-use serde_json::json;
 
 use crate::api::{authenticate, AppState};
 use crate::queue_server::PublishedPolicy;
@@ -66,7 +66,7 @@ pub(crate) async fn decommission<S: ControlStore>(
     require_admin(&token, "decommissioning an edge")?;
     let at = now_ms();
     match state.store.decommission_edge(&name, at).await {
-        Ok(()) => Ok(Json(json!({"edge": name, "decommissioned_at": rfc3339(at)})).into_response()),
+        Ok(()) => Ok(Json(Decommissioned { edge: name, decommissioned_at: rfc3339(at) }).into_response()),
         Err(edgepurge_control_store::Error::UnknownEdge(_)) => Err(Error::NotFound(format!("no edge `{name}`"))),
         Err(e) => Err(e.into()),
     }

@@ -23,19 +23,24 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::handler::Handler;
+use axum::http::Method;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
-use edgepurge_control_store::{ApiToken, BatchId, ControlStore, NewBatch, TokenHash};
+use edgepurge_api::{
+    Accepted, BatchStatus, Decommissioned, Document, EdgeList, ErrorBody, Liveness, QueueList, QueueState, Readiness,
+    ReadyState, RecordPage,
+};
+use edgepurge_control_store::{ApiToken, ControlStore, NewBatch, TokenHash};
 use edgepurge_edge::config::PolicySection;
 use edgepurge_edge::policy_slot::{PolicyLoadError, PolicySlot, PolicyStatus};
 use edgepurge_policy_runtime::LoadedPolicy;
 use edgepurge_sdk::cycle::speed_estimate;
 use edgepurge_sdk::defaults::DEFAULT_SPEED_FLOOR;
 use http_body_util::BodyExt;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Deserialize;
 
 use crate::auth::{RateLimiter, RateState};
 use crate::config::{ControlConfig, LimitsSection};
@@ -102,28 +107,89 @@ impl<S> AppState<S> {
     }
 }
 
-/// The API's routes over `state`.
+/// One route of the API: where it is, the handler, and the document its success answers with.
+///
+/// [`routes`] is the one list of them: [`router`] is built from it, and a test checks it against
+/// the OpenAPI document (every route there, with its answer's schema).
+pub struct Route<S> {
+    /// The path as the router matches it (`{id}` for a parameter), as in openapi.json's `paths`.
+    pub path: &'static str,
+    /// The HTTP method.
+    pub method: Method,
+    /// The document a success answers with (as JSON, or as each event's data for an event
+    /// stream); `None` for answers that are not one of `edgepurge-api`'s documents.
+    pub answers: Option<Answers>,
+    handler: MethodRouter<Arc<AppState<S>>>,
+}
+
+/// A [`Document`] as the OpenAPI check handles it, without its type: its schema's name, an
+/// example as JSON, and whether some JSON reads as it.
+#[derive(Clone, Copy)]
+pub struct Answers {
+    /// Its schema's name under the OpenAPI document's `components.schemas`.
+    pub schema: &'static str,
+    /// [`Document::example`] as JSON: every field at every depth.
+    pub example: fn() -> serde_json::Value,
+    /// Whether the JSON given reads as the document (e.g. with a field set to `null`).
+    pub reads: fn(serde_json::Value) -> bool,
+}
+
+impl Answers {
+    /// The entry of document `D`.
+    pub fn of<D: Document>() -> Self {
+        Answers {
+            schema: D::SCHEMA,
+            example: || serde_json::to_value(D::example()).expect("documents serialise to JSON"),
+            reads: |json| serde_json::from_value::<D>(json).is_ok(),
+        }
+    }
+}
+
+impl<S: ControlStore + 'static> Route<S> {
+    /// `method path` served by `handler`.
+    fn new<H, T>(method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, Arc<AppState<S>>>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("the route table uses standard methods");
+        Route { path, method, answers: None, handler: on(filter, handler) }
+    }
+
+    /// Says that a success answers with document `D`.
+    fn answers<D: Document>(mut self) -> Self {
+        self.answers = Some(Answers::of::<D>());
+        self
+    }
+}
+
+/// Every route of the API, in the order of the table in the module docs.
+pub fn routes<S: ControlStore + 'static>() -> Vec<Route<S>> {
+    // A policy component may be up to the runtime's 8 MiB, above axum's default body limit.
+    let policy_limit = DefaultBodyLimit::max(edgepurge_policy_runtime::Limits::default().max_component_bytes);
+    let mut replace_policy = Route::new(Method::PUT, "/v1/policy", crate::admin::replace_policy::<S>);
+    replace_policy.handler = replace_policy.handler.layer(policy_limit);
+    vec![
+        Route::new(Method::POST, "/v1/purges", submit::<S>).answers::<Accepted>(),
+        Route::new(Method::GET, "/v1/purges/{id}", status::<S>).answers::<BatchStatus>(),
+        Route::new(Method::GET, "/v1/purges/{id}/events", crate::events::events::<S>).answers::<BatchStatus>(),
+        Route::new(Method::GET, "/v1/queues", queues::<S>).answers::<QueueList>(),
+        Route::new(Method::GET, "/v1/records", crate::views::records::<S>).answers::<RecordPage>(),
+        Route::new(Method::GET, "/v1/edges", crate::views::edges::<S>).answers::<EdgeList>(),
+        Route::new(Method::DELETE, "/v1/edges/{name}", crate::admin::decommission::<S>).answers::<Decommissioned>(),
+        Route::new(Method::GET, "/v1/policy", crate::admin::policy::<S>),
+        replace_policy,
+        Route::new(Method::GET, "/v1/openapi.json", openapi),
+        Route::new(Method::GET, "/healthz", || async { Json(Liveness::ok()) }).answers::<Liveness>(),
+        Route::new(Method::GET, "/readyz", ready::<S>).answers::<Readiness>(),
+        Route::new(Method::GET, "/metrics", crate::metrics::metrics::<S>),
+    ]
+}
+
+/// The API's routes ([`routes`]) over `state`.
 pub fn router<S: ControlStore + 'static>(state: Arc<AppState<S>>) -> Router {
-    Router::new()
-        .route("/v1/purges", post(submit::<S>))
-        .route("/v1/purges/{id}", get(status::<S>))
-        .route("/v1/purges/{id}/events", get(crate::events::events::<S>))
-        .route("/v1/queues", get(queues::<S>))
-        .route("/v1/records", get(crate::views::records::<S>))
-        .route("/v1/edges", get(crate::views::edges::<S>))
-        .route("/v1/edges/{name}", delete(crate::admin::decommission::<S>))
-        .route(
-            "/v1/policy",
-            get(crate::admin::policy::<S>)
-                .put(crate::admin::replace_policy::<S>)
-                // A policy component may be up to the runtime's 8 MiB, above axum's default limit.
-                .layer(DefaultBodyLimit::max(edgepurge_policy_runtime::Limits::default().max_component_bytes)),
-        )
-        .route("/v1/openapi.json", get(openapi))
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(ready::<S>))
-        .route("/metrics", get(crate::metrics::metrics::<S>))
-        .with_state(state)
+    // Routes on one path with different methods merge into one method router.
+    routes::<S>().into_iter().fold(Router::new(), |router, r| router.route(r.path, r.handler)).with_state(state)
 }
 
 /// The token a request presents (`Authorization: Bearer …`), looked up by hash.
@@ -146,19 +212,6 @@ pub(crate) async fn authenticate<S: ControlStore>(store: &S, headers: &HeaderMap
 struct SubmitQuery {
     #[serde(default)]
     soft: bool,
-}
-
-/// The `202` body.
-#[derive(Debug, Serialize)]
-struct Accepted {
-    id: BatchId,
-    tasks: u64,
-    /// How many of them were folded into earlier, still undelivered tasks (S2.3) instead of
-    /// queued; `GET /v1/records` shows which task carries each.
-    folded: u64,
-    queued_at: String,
-    /// True when an `Idempotency-Key` matched an earlier batch and nothing new was queued.
-    replayed: bool,
 }
 
 async fn submit<S: ControlStore>(
@@ -281,24 +334,20 @@ async fn status<S: ControlStore>(
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     let token = authenticate(&state.store, &headers).await?;
-    let (mut view, done) = progress_view(&state.store, &token, &id).await?;
+    let mut doc = crate::progress::batch_status(&state.store, &token, &id).await?;
     // ETA: the batch is applied everywhere once the slowest queue it uses has drained what is
     // ahead of it, at that queue's expected wait (S0.3, as `GET /v1/queues` reports it).
-    if !done {
-        let used: Vec<u64> =
-            view["queues"].as_array().into_iter().flatten().filter_map(|q| q["queue"].as_u64()).collect();
+    if !doc.state.is_done() {
+        let used: Vec<u32> = doc.queues.iter().map(|q| q.queue).collect();
         let views = state.monitor.observe(&state.store).await?;
-        let eta_ms = views
-            .iter()
-            .filter(|v| used.contains(&u64::from(v.queue)))
-            .filter_map(|v| expected_wait_ms(v, state.pacing_ms))
-            .max();
+        let eta_ms =
+            views.iter().filter(|v| used.contains(&v.queue)).filter_map(|v| expected_wait_ms(v, state.pacing_ms)).max();
         if let Some(eta_ms) = eta_ms {
-            view["eta_ms"] = json!(eta_ms);
-            view["eta"] = json!(rfc3339(crate::now_ms().saturating_add(eta_ms)));
+            doc.eta_ms = Some(eta_ms);
+            doc.eta = Some(rfc3339(crate::now_ms().saturating_add(eta_ms)));
         }
     }
-    Ok(Json(view).into_response())
+    Ok(Json(doc).into_response())
 }
 
 /// The expected wait of a queue in milliseconds (S0.3 as the built-in policy computes it:
@@ -308,110 +357,48 @@ fn expected_wait_ms(v: &QueueView, pacing_ms: u32) -> Option<u64> {
     v.stats.map(|s| (s.pending.bytes as f64 * 1000.0 / speed) as u64 + s.pending.tasks * u64::from(pacing_ms))
 }
 
-/// The status document of batch `id` as `token` may see it, and whether the batch is done.
-pub(crate) async fn progress_view<S: ControlStore>(
-    store: &S,
-    token: &ApiToken,
-    id: &str,
-) -> Result<(serde_json::Value, bool), Error> {
-    let not_found = || Error::NotFound(format!("no purge batch `{id}`"));
-    let batch_id: BatchId = id.parse().map_err(|_| not_found())?;
-    let progress = store.progress(batch_id).await?.ok_or_else(not_found)?;
-    // Another tenant's batch is reported as missing, not forbidden: ids are sequential and a 403
-    // would confirm that a batch exists.
-    if progress.batch.token_name != token.name && !token.admin {
-        return Err(not_found());
-    }
-    let applied: u64 = progress.edges.iter().map(|e| e.applied).sum();
-    let failed: u64 = progress.edges.iter().map(|e| e.failed).sum();
-    let state_name = if progress.done && failed > 0 {
-        "partially-failed"
-    } else if progress.done {
-        "done"
-    } else if applied == 0 {
-        "queued"
-    } else {
-        "in-progress"
-    };
-    let edges: Vec<_> = progress
-        .edges
-        .iter()
-        .map(|e| {
-            let percent = if e.total == 0 { 100.0 } else { e.applied as f64 * 100.0 / e.total as f64 };
-            json!({"edge": e.edge, "applied": e.applied, "total": e.total, "lag": e.total - e.applied, "failed": e.failed, "percent": percent})
-        })
-        .collect();
-    let b = &progress.batch;
-    let spans: Vec<_> = b
-        .spans
-        .iter()
-        .map(|s| json!({"queue": s.queue, "first": s.first, "last": s.last, "tasks": s.own + s.folded}))
-        .collect();
-    let failures: Vec<_> = progress
-        .failures
-        .iter()
-        .map(|f| {
-            json!({"edge": f.edge, "queue": f.task.queue, "offset": f.task.offset, "kind": f.kind.name(),
-                   "target": f.target, "reason": f.reason, "at": rfc3339(f.at)})
-        })
-        .collect();
-    let view = json!({
-        "id": b.id,
-        "state": state_name,
-        "tasks": b.task_count,
-        "percent": progress.percent(),
-        "failed": failed,
-        "queued_at": rfc3339(b.accepted_at),
-        "queued_at_ms": b.accepted_at,
-        "token": b.token_name,
-        "idempotency_key": b.idempotency_key,
-        "edges": edges,
-        // The first reports only (`Progress::FAILURE_SAMPLE`); `edges[].failed` counts them all.
-        "failures": failures,
-        "queues": spans,
-    });
-    Ok((view, progress.done))
-}
-
 async fn queues<S: ControlStore>(State(state): State<Arc<AppState<S>>>, headers: HeaderMap) -> Result<Response, Error> {
     authenticate(&state.store, &headers).await?;
     let views = state.monitor.observe(&state.store).await?;
-    let queues: Vec<_> = views
+    let queues = views
         .iter()
         .map(|v| {
             // S0.3 as the built-in policy computes it (a policy may weigh things differently).
             let speed = speed_estimate(&v.speed.samples, v.speed.peak_bytes_per_sec, DEFAULT_SPEED_FLOOR);
             let wait_ms = expected_wait_ms(v, state.pacing_ms);
-            json!({
-                "queue": v.queue,
-                "healthy": v.healthy,
-                "speed_bytes_per_sec": speed as u64,
-                "expected_wait_ms": wait_ms,
-                "peak_bytes_per_sec": v.speed.peak_bytes_per_sec,
-                "slot": v.speed.slot,
-                "slot_samples": v.speed.samples.len(),
-                "problem": v.problem,
-                "depth": v.stats.map(|s| s.pending.tasks),
-                "pending_bytes": v.stats.map(|s| s.pending.bytes),
-                "delivered": v.stats.map(|s| s.delivered),
-                "first_offset": v.stats.map(|s| s.info.first),
-                "next_offset": v.stats.map(|s| s.info.next),
-            })
+            QueueState {
+                queue: v.queue,
+                healthy: v.healthy,
+                speed_bytes_per_sec: speed as u64,
+                expected_wait_ms: wait_ms,
+                peak_bytes_per_sec: v.speed.peak_bytes_per_sec,
+                slot: v.speed.slot,
+                slot_samples: v.speed.samples.len() as u64,
+                problem: v.problem.clone(),
+                depth: v.stats.map(|s| s.pending.tasks),
+                pending_bytes: v.stats.map(|s| s.pending.bytes),
+                delivered: v.stats.map(|s| s.delivered),
+                first_offset: v.stats.map(|s| s.info.first),
+                next_offset: v.stats.map(|s| s.info.next),
+            }
         })
         .collect();
-    Ok(Json(json!({ "queues": queues })).into_response())
+    Ok(Json(QueueList { queues }).into_response())
 }
 
-/// The OpenAPI document (`host/control/openapi.json`, checked against the routes by a test).
+/// The OpenAPI document (`host/control/openapi.json`, checked against [`routes`] and the
+/// documents' fields by a test).
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], include_str!("../openapi.json")).into_response()
 }
 
 async fn ready<S: ControlStore>(State(state): State<Arc<AppState<S>>>) -> Response {
     match state.store.queue_info().await {
-        Ok(_) => Json(json!({"status": "ready"})).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not ready", "error": e.to_string()})))
-            .into_response(),
+        Ok(_) => Json(Readiness { status: ReadyState::Ready, error: None }).into_response(),
+        Err(e) => {
+            let body = Readiness { status: ReadyState::NotReady, error: Some(e.to_string()) };
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
     }
 }
 
@@ -436,7 +423,7 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed on the control side");
         }
-        let mut response = (status, Json(json!({"error": self.to_string()}))).into_response();
+        let mut response = (status, Json(ErrorBody { error: self.to_string() })).into_response();
         let headers = response.headers_mut();
         match &self {
             Error::Unauthorized(_) => {

@@ -14,10 +14,12 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use edgepurge_api::BatchStatus;
 use edgepurge_control_store::{ApiToken, ControlStore};
 use futures_util::stream;
 
-use crate::api::{authenticate, progress_view, AppState};
+use crate::api::{authenticate, AppState};
+use crate::progress::batch_status;
 use crate::Error;
 
 /// How often an open stream re-reads the batch's progress when nothing woke it.
@@ -30,7 +32,7 @@ struct Cursor<S> {
     state: Arc<AppState<S>>,
     token: ApiToken,
     id: String,
-    last: Option<serde_json::Value>,
+    last: Option<BatchStatus>,
     progressed: tokio::sync::watch::Receiver<u64>,
     read_at: tokio::time::Instant,
     first: bool,
@@ -45,7 +47,7 @@ pub async fn events<S: ControlStore + 'static>(
 ) -> Result<Response, Error> {
     let token = authenticate(&state.store, &headers).await?;
     // Answer 404 (not an empty stream) for a batch the token cannot see.
-    progress_view(&state.store, &token, &id).await?;
+    batch_status(&state.store, &token, &id).await?;
     let progressed = state.queue.subscribe_progressed();
     let read_at = tokio::time::Instant::now();
     let cursor = Cursor { state, token, id, last: None, progressed, read_at, first: true, finished: false };
@@ -62,11 +64,11 @@ pub async fn events<S: ControlStore + 'static>(
                 tokio::time::sleep_until(c.read_at + MIN_GAP).await;
             }
             c.read_at = tokio::time::Instant::now();
-            let event = match progress_view(&c.state.store, &c.token, &c.id).await {
-                Ok((view, done)) if c.last.as_ref() != Some(&view) => {
-                    c.finished = done;
-                    let event = Event::default().event("progress").json_data(&view);
-                    c.last = Some(view);
+            let event = match batch_status(&c.state.store, &c.token, &c.id).await {
+                Ok(doc) if c.last.as_ref() != Some(&doc) => {
+                    c.finished = doc.state.is_done();
+                    let event = Event::default().event("progress").json_data(&doc);
+                    c.last = Some(doc);
                     match event {
                         Ok(event) => event,
                         Err(e) => Event::default().event("error").data(e.to_string()),

@@ -16,7 +16,8 @@
 //!   by cycle slot that becomes `select-queue`'s speed samples and peak (S0.3).
 //! - [`background`] — retention (trim delivered tasks, expire old records) and the periodic queue
 //!   observation.
-//! - [`api`] — the routes: `POST /v1/purges`, `GET /v1/purges/{id}`, `GET /v1/queues`,
+//! - [`progress`] — a batch's status document (`edgepurge_api::BatchStatus`) from the watermarks.
+//! - [`api`] — the routes (one table, [`api::routes`]): `POST /v1/purges`, `GET /v1/purges/{id}`, `GET /v1/queues`,
 //!   `/healthz`, `/readyz`, `/metrics` ([`metrics`]); [`views`] — `GET /v1/records` and `GET /v1/edges`.
 //! - [`queue_server`] — issue \[4\]: the mutual-TLS HTTP/2 listener edges stream tasks and the
 //!   active policy from (`POST /v1/stream`), acks becoming watermarks in the store.
@@ -46,6 +47,7 @@ pub mod fold;
 pub mod health;
 pub mod history;
 pub mod metrics;
+pub mod progress;
 pub mod queue_server;
 pub mod select;
 pub mod server;

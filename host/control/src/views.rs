@@ -11,10 +11,10 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use edgepurge_api::{EdgeApplied, EdgeList, EdgePolicyReport, EdgeQueue, EdgeState, RecordEntry, RecordPage};
 use edgepurge_control_store::{ControlStore, Edge, RecordCursor, RecordQuery};
 use edgepurge_edge::purge::{cache_prefix, cache_url};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::api::{authenticate, AppState};
 use crate::auth::host_allowed;
@@ -87,32 +87,32 @@ pub async fn records<S: ControlStore>(
     let edges = state.store.edges().await?;
     let marks: HashMap<(String, u32), u64> =
         state.store.watermarks().await?.into_iter().map(|w| ((w.edge, w.queue), w.applied)).collect();
-    let entries: Vec<_> = page
+    let entries = page
         .entries
         .iter()
         .map(|e| {
-            let on_edges: Vec<_> = counted(&edges, e.accepted_at)
+            let on_edges = counted(&edges, e.accepted_at)
                 .map(|edge| {
                     let applied = marks.get(&(edge.name.clone(), e.carried_by.queue)).copied().unwrap_or(0);
-                    json!({"edge": edge.name, "applied": applied >= e.carried_by.offset})
+                    EdgeApplied { edge: edge.name.clone(), applied: applied >= e.carried_by.offset }
                 })
                 .collect();
-            json!({
-                "batch": e.batch,
-                "token": e.token_name,
-                "accepted_at": rfc3339(e.accepted_at),
-                "kind": e.kind,
-                "target": e.target,
-                "soft": e.soft,
-                "host": e.host,
-                "queue": e.carried_by.queue,
-                "offset": e.carried_by.offset,
-                "folded": e.folded,
-                "edges": on_edges,
-            })
+            RecordEntry {
+                batch: e.batch,
+                token: e.token_name.clone(),
+                accepted_at: rfc3339(e.accepted_at),
+                kind: e.kind,
+                target: e.target.clone(),
+                soft: e.soft,
+                host: e.host.clone(),
+                queue: e.carried_by.queue,
+                offset: e.carried_by.offset,
+                folded: e.folded,
+                edges: on_edges,
+            }
         })
         .collect();
-    Ok(Json(json!({"entries": entries, "next": page.next.map(|c| c.0)})).into_response())
+    Ok(Json(RecordPage { entries, next: page.next.map(|c| c.0) }).into_response())
 }
 
 /// `GET /v1/edges`: every registered edge, its watermark and lag per queue, when it last
@@ -126,7 +126,7 @@ pub async fn edges<S: ControlStore>(
     let infos = state.store.queue_info().await?;
     let marks = state.store.watermarks().await?;
     let live = state.queue.live_edges();
-    let edges: Vec<_> = state
+    let edges = state
         .store
         .edges()
         .await?
@@ -134,39 +134,43 @@ pub async fn edges<S: ControlStore>(
         .map(|edge| {
             let mine: Vec<_> = marks.iter().filter(|w| w.edge == edge.name).collect();
             let stream = live.get(&edge.name);
-            let queues: Vec<_> = infos
+            let queues = infos
                 .iter()
                 .map(|q| {
                     let applied = mine.iter().find(|w| w.queue == q.queue).map_or(0, |w| w.applied);
                     let mark = |marks: &[(u32, u64)]| marks.iter().find(|(queue, _)| *queue == q.queue).map(|m| m.1);
-                    json!({
-                        "queue": q.queue,
-                        "applied": applied,
-                        "lag": q.next.saturating_sub(1).saturating_sub(applied),
-                        "stream_received": stream.and_then(|s| mark(&s.received)),
-                        "stream_applied": stream.and_then(|s| mark(&s.applied)),
-                    })
+                    EdgeQueue {
+                        queue: q.queue,
+                        applied,
+                        lag: q.next.saturating_sub(1).saturating_sub(applied),
+                        stream_received: stream.and_then(|s| mark(&s.received)),
+                        stream_applied: stream.and_then(|s| mark(&s.applied)),
+                    }
                 })
                 .collect();
             let last_seen = mine.iter().map(|w| w.updated_at).chain(edge.last_seen).max();
-            let policy = edge.policy.as_ref().map(|(p, at)| {
-                json!({"name": p.name, "version": p.version, "sha256": p.sha256, "error": p.error, "reported_at": rfc3339(*at)})
+            let policy = edge.policy.as_ref().map(|(p, at)| EdgePolicyReport {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                sha256: p.sha256.clone(),
+                error: p.error.clone(),
+                reported_at: rfc3339(*at),
             });
-            json!({
-                "name": edge.name,
-                "registered_at": rfc3339(edge.registered_at),
-                "decommissioned_at": edge.decommissioned_at.map(rfc3339),
-                "last_seen": last_seen.map(rfc3339),
-                "connected": stream.is_some_and(|s| s.connected),
-                "connected_at": stream.map(|s| rfc3339(s.connected_at)),
-                "peer": stream.map(|s| s.peer.to_string()),
-                "last_ack": stream.and_then(|s| s.last_ack_at).map(rfc3339),
-                "policy": policy,
-                "queues": queues,
-            })
+            EdgeState {
+                name: edge.name.clone(),
+                registered_at: rfc3339(edge.registered_at),
+                decommissioned_at: edge.decommissioned_at.map(rfc3339),
+                last_seen: last_seen.map(rfc3339),
+                connected: stream.is_some_and(|s| s.connected),
+                connected_at: stream.map(|s| rfc3339(s.connected_at)),
+                peer: stream.map(|s| s.peer.to_string()),
+                last_ack: stream.and_then(|s| s.last_ack_at).map(rfc3339),
+                policy,
+                queues,
+            }
         })
         .collect();
-    Ok(Json(json!({ "edges": edges })).into_response())
+    Ok(Json(EdgeList { edges }).into_response())
 }
 
 #[cfg(test)]

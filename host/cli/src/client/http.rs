@@ -1,12 +1,15 @@
 //! [`ApiClient`]: bearer-token requests to the control API over hyper and `edgepurge-tls`' rustls,
-//! JSON answers, streamed request bodies and a Server-Sent Events reader. Every failure becomes
-//! a message that says what happened and what to do (check the token, wait, start the cluster).
+//! answers read as the typed documents of `edgepurge-api`, streamed request bodies and a
+//! Server-Sent Events reader. Every failure becomes a message that says what happened and what
+//! to do (check the token, wait, start the cluster); an answer that is not the document the
+//! endpoint should send names the endpoint.
 
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
+use edgepurge_api::{Document, ErrorBody};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Bytes, Frame, Incoming};
@@ -53,6 +56,37 @@ impl Body for ChannelBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         self.0.poll_recv(cx).map(|item| item.map(|chunk| chunk.map(Frame::data)))
     }
+}
+
+/// A document the API answered with, and the JSON it came as (what `--json` prints, fields this
+/// CLI does not know included).
+#[derive(Debug, Clone)]
+pub struct Answer<T> {
+    /// The document.
+    pub doc: T,
+    /// The answer's JSON as sent.
+    pub json: Value,
+}
+
+/// `json` read as document `T`, the answer of `endpoint` (e.g. `GET /v1/queues`): an error
+/// naming the endpoint and the field when it is not that document.
+pub fn read_doc<T: Document>(endpoint: &str, json: Value) -> Result<Answer<T>> {
+    // The path names the field that did not fit (`queues[0].depth: invalid type …`).
+    match serde_path_to_error::deserialize::<_, T>(&json) {
+        Ok(doc) => Ok(Answer { doc, json }),
+        Err(e) => Err(anyhow!(
+            "the answer of {endpoint} is not the `{}` document this CLI reads: {e}\n\
+             hint: the control role may be of another version than this CLI ({}); the raw answer: {}",
+            T::SCHEMA,
+            env!("CARGO_PKG_VERSION"),
+            excerpt(json.to_string().as_bytes())
+        )),
+    }
+}
+
+/// The first 200 bytes of `body`, for an error message.
+fn excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
 }
 
 /// One Server-Sent Event.
@@ -131,24 +165,29 @@ impl ApiClient {
         Ok(Self { target, client })
     }
 
-    /// `GET path` (path and query, already encoded); the JSON answer.
-    pub async fn get_json(&self, path: &str) -> Result<Value> {
+    /// `GET path` (path and query, already encoded); the answer, document `T`.
+    pub async fn get<T: Document>(&self, path: &str) -> Result<Answer<T>> {
         let response = self.send(Method::GET, path, None, empty(), Some(ANSWER_TIMEOUT)).await?;
-        json_of(response).await
+        read_doc(&endpoint(&Method::GET, path), json_of(response).await?)
     }
 
-    /// `POST path` with a JSON body; the JSON answer.
-    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
+    /// `POST path` with a JSON body; the answer, document `T`.
+    pub async fn post_json<T: Document>(&self, path: &str, body: &Value) -> Result<Answer<T>> {
         let bytes = Bytes::from(serde_json::to_vec(body)?);
         let body = Full::new(bytes).map_err(|never| match never {}).boxed_unsync();
         let response = self.send(Method::POST, path, Some("application/json"), body, None).await?;
-        json_of(response).await
+        read_doc(&endpoint(&Method::POST, path), json_of(response).await?)
     }
 
-    /// `POST path` with a streamed body of `content_type`; the JSON answer.
-    pub async fn post_stream(&self, path: &str, content_type: &str, body: ChannelBody) -> Result<Value> {
+    /// `POST path` with a streamed body of `content_type`; the answer, document `T`.
+    pub async fn post_stream<T: Document>(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: ChannelBody,
+    ) -> Result<Answer<T>> {
         let response = self.send(Method::POST, path, Some(content_type), body.boxed_unsync(), None).await?;
-        json_of(response).await
+        read_doc(&endpoint(&Method::POST, path), json_of(response).await?)
     }
 
     /// `GET path` as a Server-Sent Events stream.
@@ -215,6 +254,11 @@ impl ApiClient {
     }
 }
 
+/// `METHOD /path` without the query, as error messages name an endpoint.
+pub fn endpoint(method: &Method, path: &str) -> String {
+    format!("{method} {}", path.split('?').next().unwrap_or(path))
+}
+
 fn empty() -> ReqBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
@@ -228,10 +272,7 @@ async fn check(response: Response<Incoming>) -> Result<Response<Incoming>> {
     let retry_after = response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let text = String::from_utf8_lossy(&body);
-    let message = serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_else(|| text.trim().to_owned());
+    let message = serde_json::from_str::<ErrorBody>(&text).map_or_else(|_| text.trim().to_owned(), |body| body.error);
     let mut error = format!("the control API answered {status}");
     if !message.is_empty() {
         error.push_str(": ");
@@ -267,9 +308,7 @@ fn hint(status: StatusCode, retry_after: Option<&str>) -> Option<String> {
 async fn json_of(response: Response<Incoming>) -> Result<Value> {
     let response = check(response).await?;
     let body = response.into_body().collect().await.context("the API's answer broke off")?.to_bytes();
-    serde_json::from_slice(&body).with_context(|| {
-        format!("the API's answer is not JSON: {}", String::from_utf8_lossy(&body[..body.len().min(200)]))
-    })
+    serde_json::from_slice(&body).with_context(|| format!("the API's answer is not JSON: {}", excerpt(&body)))
 }
 
 /// Percent-encodes a query parameter value (everything but RFC 3986's unreserved characters).
@@ -299,6 +338,18 @@ mod tests {
         assert!(take_event(&mut buffer).is_none(), "an incomplete event waits for more");
         buffer.extend_from_slice(b"gress\r\ndata: x\r\n\r\n");
         assert_eq!(take_event(&mut buffer).unwrap(), SseEvent { name: "progress".into(), data: "x".into() });
+    }
+
+    #[test]
+    fn an_answer_that_is_not_the_document_names_the_endpoint() {
+        let json = serde_json::json!({"queues": [{"queue": "zero"}]});
+        let e = read_doc::<edgepurge_api::QueueList>("GET /v1/queues", json).unwrap_err().to_string();
+        assert!(e.starts_with("the answer of GET /v1/queues is not the `Queues` document"), "{e}");
+        assert!(e.contains("queues[0].queue: invalid type: string \"zero\""), "names the field: {e}");
+        assert_eq!(endpoint(&Method::GET, "/v1/records?url=x"), "GET /v1/records");
+        let known = serde_json::to_value(edgepurge_api::Decommissioned::example()).unwrap();
+        let answer = read_doc::<edgepurge_api::Decommissioned>("DELETE /v1/edges/edge-1", known.clone()).unwrap();
+        assert_eq!((answer.doc, answer.json), (edgepurge_api::Decommissioned::example(), known));
     }
 
     #[test]

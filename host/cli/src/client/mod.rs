@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::Value;
 
-pub use http::ApiClient;
+pub use http::{Answer, ApiClient};
 
 /// Where the local cluster of `edgepurge dev` describes itself, relative to the working directory.
 pub const DEFAULT_CLUSTER_FILE: &str = ".edgepurge-dev/cluster.json";
@@ -166,14 +166,14 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// A JSON value as a table cell: strings bare, null as `-`.
-pub fn cell(value: &Value) -> String {
-    match value {
-        Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => if *b { "yes" } else { "no" }.to_owned(),
-        other => other.to_string(),
-    }
+/// An optional value as a table cell: `-` when there is none.
+pub fn or_dash<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// A flag as a table cell.
+pub fn yes_no(flag: bool) -> String {
+    if flag { "yes" } else { "no" }.to_owned()
 }
 
 /// Milliseconds as a short human duration: `850ms`, `12s`, `3m20s`, `2h05m`.
@@ -208,12 +208,13 @@ pub fn print_json(value: &Value) -> Result<()> {
     Ok(())
 }
 
-/// Prints a view's document: as JSON with `--json`, else as the view's `table`; exits 0.
-pub fn show(doc: &Value, json: bool, table: fn(&Value) -> String) -> Result<std::process::ExitCode> {
+/// Prints a view's answer: its JSON with `--json`, else its document as the view's `table`;
+/// exits 0.
+pub fn show<T>(answer: &Answer<T>, json: bool, table: fn(&T) -> String) -> Result<std::process::ExitCode> {
     if json {
-        print_json(doc)?;
+        print_json(&answer.json)?;
     } else {
-        print!("{}", table(doc));
+        print!("{}", table(&answer.doc));
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -11,11 +11,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Args};
+use edgepurge_api::Accepted;
 use hyper::body::Bytes;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::http::ChannelBody;
-use super::{cell, print_json, status, ConnectArgs};
+use super::{print_json, status, ConnectArgs};
 
 /// Size of the chunks a `--file` body is read and sent in.
 const CHUNK: usize = 256 * 1024;
@@ -68,7 +69,7 @@ pub async fn run(args: PurgeArgs) -> Result<ExitCode> {
         Some(file) => {
             let body = stream_file(file.clone())?;
             let path = if args.soft { "/v1/purges?soft=true" } else { "/v1/purges" };
-            client.post_stream(path, "text/plain", body).await?
+            client.post_stream::<Accepted>(path, "text/plain", body).await?
         }
         None => {
             let request = json!({
@@ -80,16 +81,16 @@ pub async fn run(args: PurgeArgs) -> Result<ExitCode> {
                 "soft": args.soft,
                 "warm": args.warm,
             });
-            client.post_json("/v1/purges", &request).await?
+            client.post_json::<Accepted>("/v1/purges", &request).await?
         }
     };
-    let id = cell(&accepted["id"]);
+    let id = accepted.doc.id.to_string();
     if args.json && !args.wait {
-        print_json(&accepted)?;
+        print_json(&accepted.json)?;
         return Ok(ExitCode::SUCCESS);
     }
     if !args.json {
-        println!("{}", accepted_line(&accepted));
+        println!("{}", accepted_line(&accepted.doc));
     }
     if args.wait {
         return status::follow(&client, &id, args.json).await;
@@ -98,16 +99,14 @@ pub async fn run(args: PurgeArgs) -> Result<ExitCode> {
 }
 
 /// `batch 7 accepted: 3 tasks (1 folded), queued at …`.
-fn accepted_line(accepted: &Value) -> String {
-    let tasks = accepted["tasks"].as_u64().unwrap_or(0);
-    let folded = accepted["folded"].as_u64().unwrap_or(0);
-    let mut line =
-        format!("batch {} accepted: {tasks} task{}", cell(&accepted["id"]), if tasks == 1 { "" } else { "s" });
+fn accepted_line(accepted: &Accepted) -> String {
+    let Accepted { id, tasks, folded, .. } = *accepted;
+    let mut line = format!("batch {id} accepted: {tasks} task{}", if tasks == 1 { "" } else { "s" });
     if folded > 0 {
         line.push_str(&format!(" ({folded} folded into earlier tasks)"));
     }
-    line.push_str(&format!(", queued at {}", cell(&accepted["queued_at"])));
-    if accepted["replayed"].as_bool() == Some(true) {
+    line.push_str(&format!(", queued at {}", accepted.queued_at));
+    if accepted.replayed {
         line.push_str(" (replayed: an earlier batch with the same idempotency key)");
     }
     line
@@ -150,7 +149,8 @@ mod tests {
 
     #[test]
     fn the_accepted_line_names_id_and_tasks() {
-        let line = accepted_line(&json!({"id": 7, "tasks": 3, "folded": 1, "queued_at": "T", "replayed": false}));
+        let doc = json!({"id": 7, "tasks": 3, "folded": 1, "queued_at": "T", "replayed": false});
+        let line = accepted_line(&serde_json::from_value(doc).unwrap());
         assert_eq!(line, "batch 7 accepted: 3 tasks (1 folded into earlier tasks), queued at T");
     }
 }

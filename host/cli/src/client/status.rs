@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Args;
+use edgepurge_api::{BatchStatus, EdgeProgress};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
 
-use super::{cell, duration_ms, print_json, show, table, ApiClient, ConnectArgs};
+use super::http::{encode_query, read_doc};
+use super::{duration_ms, print_json, show, table, Answer, ApiClient, ConnectArgs};
 
 /// Polling interval when the event stream is not available.
 pub const POLL: Duration = Duration::from_millis(200);
@@ -46,39 +47,39 @@ pub async fn run(args: StatusArgs) -> Result<ExitCode> {
     if args.watch {
         return follow(&client, id, args.json).await;
     }
-    let doc = client.get_json(&format!("/v1/purges/{}", super::http::encode_query(id))).await?;
-    show(&doc, args.json, status_table)
+    let answer = client.get::<BatchStatus>(&format!("/v1/purges/{}", encode_query(id))).await?;
+    show(&answer, args.json, status_table)
 }
 
 /// The status document as a summary and a per-edge table.
-pub fn status_table(doc: &Value) -> String {
+pub fn status_table(doc: &BatchStatus) -> String {
     let mut out = format!(
         "batch {}: {}, {} task{}, {:.1}% applied, queued at {}",
-        cell(&doc["id"]),
-        cell(&doc["state"]),
-        cell(&doc["tasks"]),
-        if doc["tasks"].as_u64() == Some(1) { "" } else { "s" },
-        doc["percent"].as_f64().unwrap_or(0.0),
-        cell(&doc["queued_at"]),
+        doc.id,
+        doc.state.name(),
+        doc.tasks,
+        if doc.tasks == 1 { "" } else { "s" },
+        doc.percent,
+        doc.queued_at,
     );
-    if let Some(eta) = doc["eta_ms"].as_u64() {
+    if let Some(eta) = doc.eta_ms {
         out.push_str(&format!(", ETA {}", duration_ms(eta)));
     }
     out.push('\n');
-    let edges = doc["edges"].as_array().map(Vec::as_slice).unwrap_or_default();
-    if edges.is_empty() {
+    if doc.edges.is_empty() {
         out.push_str("no edge counts for this batch (none was registered when it was accepted)\n");
         return out;
     }
-    let rows: Vec<Vec<String>> = edges
+    let rows: Vec<Vec<String>> = doc
+        .edges
         .iter()
         .map(|e| {
             vec![
-                cell(&e["edge"]),
-                format!("{}/{}", cell(&e["applied"]), cell(&e["total"])),
-                cell(&e["lag"]),
-                cell(&e["failed"]),
-                format!("{:.1}%", e["percent"].as_f64().unwrap_or(0.0)),
+                e.edge.clone(),
+                format!("{}/{}", e.applied, e.total),
+                e.lag.to_string(),
+                e.failed.to_string(),
+                format!("{:.1}%", e.percent),
             ]
         })
         .collect();
@@ -98,18 +99,15 @@ struct Figures {
 }
 
 impl Figures {
-    fn of(doc: &Value) -> Self {
-        let edges = doc["edges"].as_array().map(Vec::as_slice).unwrap_or_default();
-        let num = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0);
-        let state = doc["state"].as_str().unwrap_or("");
-        let tasks = num(doc, "tasks");
+    fn of(doc: &BatchStatus) -> Self {
+        let edges = &doc.edges;
         Self {
-            done: matches!(state, "done" | "partially-failed"),
+            done: doc.state.is_done(),
             edges: edges.len() as u64,
-            edges_applied: edges.iter().filter(|e| num(e, "applied") >= num(e, "total")).count() as u64,
-            tasks,
-            tasks_everywhere: edges.iter().map(|e| num(e, "applied")).min().unwrap_or(tasks),
-            eta_ms: doc["eta_ms"].as_u64(),
+            edges_applied: edges.iter().filter(|e| e.applied >= e.total).count() as u64,
+            tasks: doc.tasks,
+            tasks_everywhere: edges.iter().map(|e| e.applied).min().unwrap_or(doc.tasks),
+            eta_ms: doc.eta_ms,
         }
     }
 
@@ -158,7 +156,7 @@ impl Reporter {
         bar
     }
 
-    fn update(&mut self, doc: &Value) {
+    fn update(&mut self, doc: &BatchStatus) {
         let f = Figures::of(doc);
         if self.terminal {
             if self.bar.is_none() {
@@ -174,7 +172,7 @@ impl Reporter {
         let text = format!(
             "batch {}: {}, {}/{} edges applied{}{}",
             self.id,
-            cell(&doc["state"]),
+            doc.state.name(),
             f.edges_applied,
             f.edges,
             if detail.is_empty() { "" } else { ", " },
@@ -201,13 +199,12 @@ pub async fn follow(client: &ApiClient, id: &str, json: bool) -> Result<ExitCode
     let mut reporter = Reporter::new(id);
     let result = wait_done(client, id, &mut reporter).await;
     reporter.finish();
-    let doc = result?;
+    let Answer { doc, json: raw } = result?;
     if json {
-        print_json(&doc)?;
+        print_json(&raw)?;
     }
     let f = Figures::of(&doc);
-    let failed: Vec<&Value> =
-        doc["edges"].as_array().into_iter().flatten().filter(|e| e["failed"].as_u64().unwrap_or(0) > 0).collect();
+    let failed: Vec<&EdgeProgress> = doc.edges.iter().filter(|e| e.failed > 0).collect();
     if !json {
         if f.edges == 0 {
             println!("batch {id} done: no edge was registered when it was accepted, so there is nothing to wait for");
@@ -221,55 +218,56 @@ pub async fn follow(client: &ApiClient, id: &str, json: bool) -> Result<ExitCode
         return Ok(ExitCode::SUCCESS);
     }
     for e in &failed {
-        let edge = cell(&e["edge"]);
-        eprintln!("  {edge}: {} of {} tasks failed", cell(&e["failed"]), cell(&e["total"]));
+        eprintln!("  {}: {} of {} tasks failed", e.edge, e.failed, e.total);
         // Reasons, when the API reports them (`failures: [{edge, reason, …}]`).
-        for failure in doc["failures"].as_array().into_iter().flatten().filter(|f| f["edge"] == e["edge"]) {
-            eprintln!("    {}", cell(&failure["reason"]));
+        for failure in doc.failures.iter().filter(|f| f.edge == e.edge) {
+            eprintln!("    {}", failure.reason);
         }
     }
-    if doc.get("failures").is_none() {
+    if raw.get("failures").is_none() {
         eprintln!("  (the edges' logs say why; this API version does not report the reasons)");
     }
     Ok(ExitCode::from(PARTIAL_EXIT))
 }
 
 /// The final status document: events first, polling when they are not available.
-async fn wait_done(client: &ApiClient, id: &str, reporter: &mut Reporter) -> Result<Value> {
-    let path = format!("/v1/purges/{}", super::http::encode_query(id));
+async fn wait_done(client: &ApiClient, id: &str, reporter: &mut Reporter) -> Result<Answer<BatchStatus>> {
+    let path = format!("/v1/purges/{}", encode_query(id));
     match follow_events(client, &path, reporter).await {
         Ok(Some(doc)) => return Ok(doc),
         Ok(None) => tracing::debug!("the event stream ended before the batch was done; polling"),
         Err(e) => tracing::debug!(error = %format!("{e:#}"), "no event stream; polling"),
     }
     loop {
-        let doc = client.get_json(&path).await?;
-        reporter.update(&doc);
-        if Figures::of(&doc).done {
-            return Ok(doc);
+        let answer = client.get::<BatchStatus>(&path).await?;
+        reporter.update(&answer.doc);
+        if Figures::of(&answer.doc).done {
+            return Ok(answer);
         }
         tokio::time::sleep(POLL).await;
     }
 }
 
 /// Follows the event stream; the final document, or `None` if the stream ended early.
-async fn follow_events(client: &ApiClient, path: &str, reporter: &mut Reporter) -> Result<Option<Value>> {
-    let mut events = client.events(&format!("{path}/events")).await?;
+async fn follow_events(client: &ApiClient, path: &str, reporter: &mut Reporter) -> Result<Option<Answer<BatchStatus>>> {
+    let events_path = format!("{path}/events");
+    let mut events = client.events(&events_path).await?;
     while let Some(event) = events.next().await? {
         if event.name != "progress" {
             anyhow::bail!("the event stream reported: {}", event.data);
         }
-        let mut doc: Value = serde_json::from_str(&event.data)?;
-        if Figures::of(&doc).done {
-            return Ok(Some(doc));
+        let json = serde_json::from_str(&event.data)?;
+        let mut answer = read_doc::<BatchStatus>(&format!("the `progress` event of GET {events_path}"), json)?;
+        if Figures::of(&answer.doc).done {
+            return Ok(Some(answer));
         }
         // Events carry no ETA (the status document computes it per request): ask for it.
-        if let Ok(status) = client.get_json(path).await {
-            if status.get("eta_ms").is_some() {
-                doc["eta_ms"] = status["eta_ms"].clone();
+        if let Ok(status) = client.get::<BatchStatus>(path).await {
+            if status.doc.eta_ms.is_some() {
+                answer.doc.eta_ms = status.doc.eta_ms;
             }
         }
-        reporter.update(&doc);
+        reporter.update(&answer.doc);
     }
     Ok(None)
 }
@@ -277,14 +275,25 @@ async fn follow_events(client: &ApiClient, path: &str, reporter: &mut Reporter) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use edgepurge_api::{BatchState, Document};
 
     #[test]
     fn figures_count_edges_and_tasks_applied_everywhere() {
-        let doc = json!({"state": "in-progress", "tasks": 10, "eta_ms": 3000, "edges": [
-            {"edge": "a", "applied": 10, "total": 10},
-            {"edge": "b", "applied": 4, "total": 10},
-        ]});
+        let edge = |name: &str, applied| EdgeProgress {
+            edge: name.into(),
+            applied,
+            total: 10,
+            lag: 10 - applied,
+            failed: 0,
+            percent: applied as f64 * 10.0,
+        };
+        let doc = BatchStatus {
+            state: BatchState::InProgress,
+            tasks: 10,
+            eta_ms: Some(3000),
+            edges: vec![edge("a", 10), edge("b", 4)],
+            ..BatchStatus::example()
+        };
         let f = Figures::of(&doc);
         assert_eq!((f.done, f.edges, f.edges_applied, f.tasks_everywhere), (false, 2, 1, 4));
         assert_eq!(f.detail(), "4/10 tasks on every edge, ETA 3s");

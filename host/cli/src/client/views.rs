@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{ArgGroup, Args};
-use serde_json::Value;
+use edgepurge_api::{EdgeList, EdgePolicyReport, QueueList, RecordPage};
 
 use super::http::encode_query;
-use super::{bytes, cell, duration_ms, show, table, ConnectArgs};
+use super::{bytes, duration_ms, or_dash, show, table, yes_no, ConnectArgs};
 
 /// Arguments of `edgepurge records`.
 #[derive(Args)]
@@ -62,37 +62,30 @@ pub async fn records(args: RecordsArgs) -> Result<ExitCode> {
     if let Some(after) = args.after {
         path.push_str(&format!("&after={after}"));
     }
-    let doc = client.get_json(&path).await?;
-    show(&doc, args.json, records_table)
+    let answer = client.get::<RecordPage>(&path).await?;
+    show(&answer, args.json, records_table)
 }
 
 /// One row per request: which batch, what, where it is queued, on how many edges it is applied.
-pub fn records_table(doc: &Value) -> String {
-    let entries = doc["entries"].as_array().map(Vec::as_slice).unwrap_or_default();
-    if entries.is_empty() {
+pub fn records_table(doc: &RecordPage) -> String {
+    if doc.entries.is_empty() {
         return "no purge covered it (or its records have expired)\n".to_owned();
     }
-    let rows: Vec<Vec<String>> = entries
+    let rows: Vec<Vec<String>> = doc
+        .entries
         .iter()
         .map(|e| {
-            let edges = e["edges"].as_array().map(Vec::as_slice).unwrap_or_default();
-            let applied = edges.iter().filter(|x| x["applied"].as_bool() == Some(true)).count();
-            let pending: Vec<String> =
-                edges.iter().filter(|x| x["applied"].as_bool() != Some(true)).map(|x| cell(&x["edge"])).collect();
+            let applied = e.edges.iter().filter(|x| x.applied).count();
+            let pending: Vec<&str> = e.edges.iter().filter(|x| !x.applied).map(|x| x.edge.as_str()).collect();
             vec![
-                cell(&e["batch"]),
-                cell(&e["accepted_at"]),
-                cell(&e["token"]),
-                cell(&e["kind"]),
-                cell(&e["target"]),
-                if e["soft"].as_bool() == Some(true) { "soft" } else { "hard" }.to_owned(),
-                format!(
-                    "{}@{}{}",
-                    cell(&e["queue"]),
-                    cell(&e["offset"]),
-                    if e["folded"] == true { " (folded)" } else { "" }
-                ),
-                format!("{applied}/{}", edges.len()),
+                e.batch.to_string(),
+                e.accepted_at.clone(),
+                e.token.clone(),
+                e.kind.name().to_owned(),
+                e.target.clone(),
+                if e.soft { "soft" } else { "hard" }.to_owned(),
+                format!("{}@{}{}", e.queue, e.offset, if e.folded { " (folded)" } else { "" }),
+                format!("{applied}/{}", e.edges.len()),
                 if pending.is_empty() { "-".to_owned() } else { pending.join(",") },
             ]
         })
@@ -101,7 +94,7 @@ pub fn records_table(doc: &Value) -> String {
         &["BATCH", "ACCEPTED", "TOKEN", "KIND", "TARGET", "MODE", "QUEUE@OFFSET", "APPLIED", "PENDING ON"],
         &rows,
     );
-    if let Some(next) = doc["next"].as_u64() {
+    if let Some(next) = doc.next {
         out.push_str(&format!("more: add --after {next}\n"));
     }
     out
@@ -109,31 +102,29 @@ pub fn records_table(doc: &Value) -> String {
 
 /// Runs `edgepurge edges`.
 pub async fn edges(args: ViewArgs) -> Result<ExitCode> {
-    let doc = args.connect.client()?.get_json("/v1/edges").await?;
-    show(&doc, args.json, edges_table)
+    let answer = args.connect.client()?.get::<EdgeList>("/v1/edges").await?;
+    show(&answer, args.json, edges_table)
 }
 
 /// One row per edge: state, stream, last report, total lag, policy, applied offset per queue.
-pub fn edges_table(doc: &Value) -> String {
-    let edges = doc["edges"].as_array().map(Vec::as_slice).unwrap_or_default();
-    if edges.is_empty() {
+pub fn edges_table(doc: &EdgeList) -> String {
+    if doc.edges.is_empty() {
         return "no edge has registered yet (an edge registers when it first connects to the control role)\n"
             .to_owned();
     }
-    let rows: Vec<Vec<String>> = edges
+    let rows: Vec<Vec<String>> = doc
+        .edges
         .iter()
         .map(|e| {
-            let queues = e["queues"].as_array().map(Vec::as_slice).unwrap_or_default();
-            let lag: u64 = queues.iter().filter_map(|q| q["lag"].as_u64()).sum();
-            let applied: Vec<String> =
-                queues.iter().map(|q| format!("{}:{}", cell(&q["queue"]), cell(&q["applied"]))).collect();
+            let lag: u64 = e.queues.iter().map(|q| q.lag).sum();
+            let applied: Vec<String> = e.queues.iter().map(|q| format!("{}:{}", q.queue, q.applied)).collect();
             vec![
-                cell(&e["name"]),
-                if e["decommissioned_at"].is_null() { "active".to_owned() } else { "decommissioned".to_owned() },
-                cell(&e["connected"]),
-                cell(&e["last_seen"]),
+                e.name.clone(),
+                if e.decommissioned_at.is_none() { "active" } else { "decommissioned" }.to_owned(),
+                yes_no(e.connected),
+                or_dash(e.last_seen.as_ref()),
                 lag.to_string(),
-                policy(&e["policy"]),
+                policy(e.policy.as_ref()),
                 applied.join(" "),
             ]
         })
@@ -142,37 +133,36 @@ pub fn edges_table(doc: &Value) -> String {
 }
 
 /// The policy an edge last reported loading: `name version`, or the error it reported.
-fn policy(p: &Value) -> String {
-    match (p.is_null(), &p["error"]) {
-        (true, _) => "-".to_owned(),
-        (false, Value::String(error)) => format!("failed: {error}"),
-        (false, _) => format!("{} {}", cell(&p["name"]), cell(&p["version"])),
+fn policy(p: Option<&EdgePolicyReport>) -> String {
+    match p {
+        None => "-".to_owned(),
+        Some(EdgePolicyReport { error: Some(error), .. }) => format!("failed: {error}"),
+        Some(p) => format!("{} {}", p.name, p.version),
     }
 }
 
 /// Runs `edgepurge queues`.
 pub async fn queues(args: ViewArgs) -> Result<ExitCode> {
-    let doc = args.connect.client()?.get_json("/v1/queues").await?;
-    show(&doc, args.json, queues_table)
+    let answer = args.connect.client()?.get::<QueueList>("/v1/queues").await?;
+    show(&answer, args.json, queues_table)
 }
 
 /// One row per queue: health, depth, pending bytes, speed, expected wait, offsets.
-pub fn queues_table(doc: &Value) -> String {
-    let queues = doc["queues"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let rows: Vec<Vec<String>> = queues
+pub fn queues_table(doc: &QueueList) -> String {
+    let rows: Vec<Vec<String>> = doc
+        .queues
         .iter()
         .map(|q| {
-            let rate = q["speed_bytes_per_sec"].as_u64().map_or("-".to_owned(), |b| format!("{}/s", bytes(b)));
             vec![
-                cell(&q["queue"]),
-                if q["healthy"].as_bool() == Some(false) { "no" } else { "yes" }.to_owned(),
-                cell(&q["depth"]),
-                q["pending_bytes"].as_u64().map_or("-".to_owned(), bytes),
-                rate,
-                q["expected_wait_ms"].as_u64().map_or("-".to_owned(), duration_ms),
-                cell(&q["delivered"]),
-                format!("{}..{}", cell(&q["first_offset"]), cell(&q["next_offset"])),
-                cell(&q["problem"]),
+                q.queue.to_string(),
+                yes_no(q.healthy),
+                or_dash(q.depth),
+                q.pending_bytes.map_or("-".to_owned(), bytes),
+                format!("{}/s", bytes(q.speed_bytes_per_sec)),
+                q.expected_wait_ms.map_or("-".to_owned(), duration_ms),
+                or_dash(q.delivered),
+                format!("{}..{}", or_dash(q.first_offset), or_dash(q.next_offset)),
+                or_dash(q.problem.as_ref()),
             ]
         })
         .collect();
@@ -187,8 +177,9 @@ mod tests {
     #[test]
     fn records_show_pending_edges_and_the_next_page() {
         let doc = json!({"entries": [{"batch": 3, "accepted_at": "T", "token": "t", "kind": "url",
-            "target": "http://a.com/x", "soft": false, "queue": 1, "offset": 9, "folded": false,
+            "target": "http://a.com/x", "soft": false, "host": "a.com", "queue": 1, "offset": 9, "folded": false,
             "edges": [{"edge": "e1", "applied": true}, {"edge": "e2", "applied": false}]}], "next": 12});
+        let doc: RecordPage = serde_json::from_value(doc).unwrap();
         let text = records_table(&doc);
         assert!(text.contains("1@9"), "{text}");
         assert!(text.contains("1/2      e2"), "aligned under PENDING ON: {text}");
