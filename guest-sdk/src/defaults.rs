@@ -31,11 +31,43 @@ pub fn expected_wait_ms(pending_bytes: u64, depth: u64, pacing_ms: u32, speed_by
     pending_bytes as f64 * 1000.0 / speed + depth as f64 * f64::from(pacing_ms)
 }
 
+/// The speed floor `config` sets with [`SPEED_FLOOR_KEY`] (a positive number of bytes per
+/// second), else [`DEFAULT_SPEED_FLOOR`]. A value that does not parse or is not positive is
+/// ignored (and logged by [`ConfigSource::get_parsed`]).
+pub fn speed_floor(config: &impl ConfigSource) -> f64 {
+    config.get_parsed::<f64>(SPEED_FLOOR_KEY).filter(|f| *f > 0.0).unwrap_or(DEFAULT_SPEED_FLOOR)
+}
+
+/// The expected wait of one queue in milliseconds, as [`select_queue`] weighs it (S0.3):
+/// `W = pending_bytes / v + pending_tasks · d`, where `v` is the [`speed_estimate`] from the
+/// queue's same-slot `samples`, else its `peak_bytes_per_sec`, else `floor_bytes_per_sec`
+/// (see [`speed_floor`]), and `d` is `pacing_ms`.
+///
+/// Hosts report this figure (e.g. control's `GET /v1/queues`), so what they show is what the
+/// built-in selection compares.
+///
+/// ```
+/// use edgepurge_sdk::defaults::queue_wait_ms;
+/// // No history: 2 MB at a 1 MB/s floor is 2000 ms, plus 5 tasks × 10 ms.
+/// assert_eq!(queue_wait_ms(2_000_000, 5, &[], 0, 10, 1_000_000.0), 2050.0);
+/// ```
+pub fn queue_wait_ms(
+    pending_bytes: u64,
+    pending_tasks: u64,
+    samples: &[SpeedSample],
+    peak_bytes_per_sec: u64,
+    pacing_ms: u32,
+    floor_bytes_per_sec: f64,
+) -> f64 {
+    let speed = speed_estimate(samples, peak_bytes_per_sec, floor_bytes_per_sec);
+    expected_wait_ms(pending_bytes, pending_tasks, pacing_ms, speed)
+}
+
 /// Default `select-queue`: expected-wait queue selection (S0.3).
 ///
 /// For each queue `k`: `v_k` is the mean of the fastest 30 % of its same-slot speed samples,
-/// else its recent peak speed, else the configured floor; its expected wait is
-/// `W_k = pending_bytes_k / v_k + depth_k · d_k`. Each task goes to the healthy queue with the
+/// else its recent peak speed, else the configured floor ([`speed_floor`]); its expected wait is
+/// `W_k = pending_bytes_k / v_k + depth_k · d_k` ([`queue_wait_ms`]). Each task goes to the healthy queue with the
 /// least `W_k` (ties: smaller depth, then smaller index), and the task's size and one message
 /// are added to that queue before the next task of the chunk is placed, so a chunk spreads
 /// over the queues instead of piling onto one. Unhealthy queues are never chosen — unless none
@@ -72,8 +104,10 @@ pub fn select_queue(tasks: &[Task], queues: &[QueueState], _now_ms: u64, config:
     if queues.is_empty() {
         return Vec::new();
     }
-    let floor = config.get_parsed::<f64>(SPEED_FLOOR_KEY).filter(|f| *f > 0.0).unwrap_or(DEFAULT_SPEED_FLOOR);
+    let floor = speed_floor(config);
     let any_healthy = queues.iter().any(|q| q.healthy);
+    // `queue_wait_ms` in two steps: a queue's speed does not change while a chunk is placed, so
+    // it is estimated once per queue, not once per task and comparison.
     let speeds: Vec<f64> = queues.iter().map(|q| speed_estimate(&q.samples, q.peak_bytes_per_sec, floor)).collect();
     let mut pending: Vec<u64> = queues.iter().map(|q| q.pending_bytes).collect();
     let mut depth: Vec<u64> = queues.iter().map(|q| q.depth).collect();
@@ -191,6 +225,38 @@ mod tests {
         assert_eq!(select_queue(&tasks(1, 0), &queues, 0, &BTreeMap::new()), vec![1]);
         let fast: BTreeMap<String, String> = [(SPEED_FLOOR_KEY.to_owned(), "100000000".to_owned())].into();
         assert_eq!(select_queue(&tasks(1, 0), &queues, 0, &fast), vec![0]);
+    }
+
+    #[test]
+    fn a_single_task_goes_to_the_queue_with_the_least_queue_wait() {
+        // Samples, peak and floor each decide one queue's speed; the floor is the configured one.
+        let sample = |bytes| SpeedSample { bytes, millis: 1000 };
+        let mut queues = vec![q(0, 3_000_000, 40, 0), q(1, 5_000_000, 10, 4_000_000), q(2, 800_000, 90, 0)];
+        queues[0].samples = vec![sample(6_000_000), sample(2_000_000)];
+        let config: BTreeMap<String, String> = [(SPEED_FLOOR_KEY.to_owned(), "2000000".to_owned())].into();
+        let floor = speed_floor(&config);
+        assert_eq!(floor, 2_000_000.0);
+        let waits: Vec<f64> = queues
+            .iter()
+            .map(|q| queue_wait_ms(q.pending_bytes, q.depth, &q.samples, q.peak_bytes_per_sec, q.pacing_ms, floor))
+            .collect();
+        // 3 MB at 6 MB/s + 400 ms, 5 MB at 4 MB/s + 100 ms, 0.8 MB at the 2 MB/s floor + 900 ms.
+        assert_eq!(waits, vec![900.0, 1350.0, 1300.0]);
+        assert_eq!(select_queue(&tasks(1, 0), &queues, 0, &config), vec![0]);
+        // At the default floor queue 2's wait grows past queue 1's; the choice follows the figures.
+        queues[0].healthy = false;
+        assert_eq!(select_queue(&tasks(1, 0), &queues, 0, &config), vec![2]);
+        let default_wait = queue_wait_ms(800_000, 90, &[], 0, 10, speed_floor(&BTreeMap::new()));
+        assert!(default_wait > waits[1], "{default_wait}");
+        assert_eq!(select_queue(&tasks(1, 0), &queues, 0, &BTreeMap::new()), vec![1]);
+    }
+
+    #[test]
+    fn a_bad_floor_falls_back_to_the_default() {
+        for raw in ["fast", "0", "-5"] {
+            let config: BTreeMap<String, String> = [(SPEED_FLOOR_KEY.to_owned(), raw.to_owned())].into();
+            assert_eq!(speed_floor(&config), DEFAULT_SPEED_FLOOR, "{raw}");
+        }
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub async fn run(args: ControlArgs) -> Result<ExitCode> {
 /// every connected edge. One that fails to load is logged and the current one stays.
 #[cfg(unix)]
 async fn reload_on_sighup(
-    state: std::sync::Arc<edgepurge_control::api::AppState<edgepurge_control_store::SqliteStore>>,
+    state: std::sync::Arc<edgepurge_control::state::AppState<edgepurge_control_store::SqliteStore>>,
 ) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP: policy reload by signal is off (PUT /v1/policy still works)");

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use edgepurge_control::api::{router, AppState};
+use edgepurge_control::api::router;
 use edgepurge_control::auth::create_token;
 use edgepurge_control::config::ControlConfig;
 use edgepurge_control::health::system_clock;
 use edgepurge_control::server::BoundControl;
+use edgepurge_control::state::AppState;
 use edgepurge_control_store::SqliteStore;
 use edgepurge_policy_runtime::LoadedPolicy;
 use http_body_util::{BodyExt, Full};

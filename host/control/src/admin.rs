@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use edgepurge_api::Decommissioned;
 use edgepurge_control_store::{ApiToken, ControlStore};
 
-use crate::api::{authenticate, AppState};
-use crate::queue_server::PublishedPolicy;
+use crate::authenticated::Authenticated;
+use crate::hub::PublishedPolicy;
+use crate::state::AppState;
 use crate::{now_ms, rfc3339, Error};
 
 fn require_admin(token: &ApiToken, what: &str) -> Result<(), Error> {
@@ -28,9 +28,8 @@ fn require_admin(token: &ApiToken, what: &str) -> Result<(), Error> {
 /// `GET /v1/policy`: the policy's name, version, source and fallback count.
 pub(crate) async fn policy<S: ControlStore>(
     State(state): State<Arc<AppState<S>>>,
-    headers: HeaderMap,
+    _: Authenticated,
 ) -> Result<Response, Error> {
-    authenticate(&state.store, &headers).await?;
     Ok(Json(state.policy.status()).into_response())
 }
 
@@ -40,10 +39,9 @@ pub(crate) async fn policy<S: ControlStore>(
 /// every edge through the queue server.
 pub(crate) async fn replace_policy<S: ControlStore>(
     State(state): State<Arc<AppState<S>>>,
-    headers: HeaderMap,
+    Authenticated(token): Authenticated,
     body: Bytes,
 ) -> Result<Response, Error> {
-    let token = authenticate(&state.store, &headers).await?;
     require_admin(&token, "changing the policy")?;
     let status = state
         .policy
@@ -60,9 +58,8 @@ pub(crate) async fn replace_policy<S: ControlStore>(
 pub(crate) async fn decommission<S: ControlStore>(
     State(state): State<Arc<AppState<S>>>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    Authenticated(token): Authenticated,
 ) -> Result<Response, Error> {
-    let token = authenticate(&state.store, &headers).await?;
     require_admin(&token, "decommissioning an edge")?;
     let at = now_ms();
     match state.store.decommission_edge(&name, at).await {

@@ -1,4 +1,5 @@
-//! The HTTP routes of the purge API and how errors become responses.
+//! The router of the purge API, and its submit, status and queue handlers (errors become
+//! responses in [`crate::response`]).
 //!
 //! | route | auth | answers |
 //! |---|---|---|
@@ -30,82 +31,22 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use edgepurge_api::{
-    Accepted, BatchStatus, Decommissioned, Document, EdgeList, ErrorBody, Liveness, QueueList, QueueState, Readiness,
-    ReadyState, RecordPage,
+    Accepted, BatchStatus, Decommissioned, Document, EdgeList, Liveness, QueueList, QueueState, Readiness, ReadyState,
+    RecordPage,
 };
-use edgepurge_control_store::{ApiToken, ControlStore, NewBatch, TokenHash};
-use edgepurge_edge::config::PolicySection;
-use edgepurge_edge::policy_slot::{PolicyLoadError, PolicySlot, PolicyStatus};
-use edgepurge_policy_runtime::LoadedPolicy;
+use edgepurge_control_store::{ControlStore, NewBatch};
 use edgepurge_sdk::cycle::speed_estimate;
-use edgepurge_sdk::defaults::DEFAULT_SPEED_FLOOR;
 use http_body_util::BodyExt;
 use serde::Deserialize;
 
-use crate::auth::{RateLimiter, RateState};
-use crate::config::{ControlConfig, LimitsSection};
-use crate::fold::{fold_targets, FoldSettings};
-use crate::health::{Clock, QueueMonitor, QueueView};
-use crate::metrics::Metrics;
-use crate::queue_server::{PublishedPolicy, QueueHub};
+use crate::auth::RateState;
+use crate::authenticated::Authenticated;
+use crate::fold::fold_targets;
+use crate::response::rate_headers;
+use crate::select::expected_wait_ms;
+use crate::state::AppState;
 use crate::tasks::{read_bulk, BulkFormat, PurgeRequest, TaskBuilder};
 use crate::{rfc3339, select, Error};
-
-/// What every handler shares.
-pub struct AppState<S> {
-    /// The store (queues, records, tokens).
-    pub store: S,
-    /// The policy whose `select-queue` picks queues; replaced by `PUT /v1/policy`.
-    pub policy: PolicySlot,
-    /// The configured `[policy]` section (its `config` applies to uploaded policies too).
-    pub policy_section: PolicySection,
-    /// Per-token rate limit of submissions.
-    pub limiter: RateLimiter,
-    /// Validation limits.
-    pub limits: LimitsSection,
-    /// S0.3's pacing interval `d`, passed to `select-queue`.
-    pub pacing_ms: u32,
-    /// Counters for `GET /metrics`.
-    pub metrics: Metrics,
-    /// S2.3 folding of repeated purges.
-    pub fold: FoldSettings,
-    /// Queue health (S0.2) and the clock batches are stamped with.
-    pub monitor: QueueMonitor,
-    /// What the queue server's streams share with the API: the "appended" signal, the policy
-    /// sent to edges, the connected edges (`Default::default()` when there is no queue server).
-    pub queue: QueueHub,
-}
-
-impl<S> AppState<S> {
-    /// The state `config` describes, selecting queues with `policy`; `clock` stamps batches and
-    /// judges queue health. No policy is published to edges yet
-    /// ([`QueueHub::publish_policy`]).
-    pub fn new(store: S, policy: LoadedPolicy, config: &ControlConfig, clock: Clock) -> Self {
-        AppState {
-            store,
-            policy: PolicySlot::new(policy),
-            policy_section: config.policy.clone(),
-            limiter: RateLimiter::new(config.rate_limit.burst, config.rate_limit.per_second),
-            limits: config.limits,
-            pacing_ms: config.pacing_ms,
-            metrics: Default::default(),
-            fold: config.fold(),
-            monitor: config.monitor(clock),
-            queue: QueueHub::default(),
-        }
-    }
-
-    /// Re-reads the `[policy]` section (its file, or the built-in defaults), installs it for
-    /// queue selection and sends it to every connected edge (a component only: the built-in
-    /// defaults have none, so edges keep what they run). For SIGHUP.
-    pub async fn reload_policy(&self) -> Result<PolicyStatus, PolicyLoadError> {
-        let (status, bytes) = self.policy.reload_component(&self.policy_section).await?;
-        let published = bytes.map(|b| PublishedPolicy::new(status.name.clone(), status.version.clone(), b.into()));
-        self.queue.publish_policy(published);
-        tracing::info!(policy = %status.name, version = %status.version, source = %status.source, "policy reloaded");
-        Ok(status)
-    }
-}
 
 /// One route of the API: where it is, the handler, and the document its success answers with.
 ///
@@ -192,21 +133,6 @@ pub fn router<S: ControlStore + 'static>(state: Arc<AppState<S>>) -> Router {
     routes::<S>().into_iter().fold(Router::new(), |router, r| router.route(r.path, r.handler)).with_state(state)
 }
 
-/// The token a request presents (`Authorization: Bearer …`), looked up by hash.
-pub(crate) async fn authenticate<S: ControlStore>(store: &S, headers: &HeaderMap) -> Result<ApiToken, Error> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| Error::Unauthorized("missing `Authorization: Bearer <token>` header".into()))?;
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| Error::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
-    store.find_token(TokenHash::of(token)).await?.ok_or_else(|| Error::Unauthorized("unknown or revoked token".into()))
-}
-
 /// Query parameters of `POST /v1/purges` (bulk bodies carry only URLs, so `soft` comes here).
 #[derive(Debug, Default, Deserialize)]
 struct SubmitQuery {
@@ -217,10 +143,12 @@ struct SubmitQuery {
 async fn submit<S: ControlStore>(
     State(state): State<Arc<AppState<S>>>,
     Query(query): Query<SubmitQuery>,
+    // A `Result`, so that a refused token is counted below like every other refusal.
+    token: Result<Authenticated, Error>,
     request: Request,
 ) -> Response {
     let mut rate = None;
-    match submit_inner(&state, query, request, &mut rate).await {
+    match submit_inner(&state, query, token, request, &mut rate).await {
         Ok((mut response, replayed, tasks)) => {
             if let Some(rate) = rate {
                 rate_headers(response.headers_mut(), &rate);
@@ -243,10 +171,12 @@ async fn submit<S: ControlStore>(
 async fn submit_inner<S: ControlStore>(
     state: &AppState<S>,
     query: SubmitQuery,
+    token: Result<Authenticated, Error>,
     request: Request,
     rate: &mut Option<RateState>,
 ) -> Result<(Response, bool, u64), Error> {
-    let token = authenticate(&state.store, request.headers()).await?;
+    // The token first, then its rate limit: an unknown token takes from no bucket.
+    let Authenticated(token) = token?;
     let checked = state.limiter.check(&token.name, Instant::now());
     if !checked.allowed {
         return Err(Error::RateLimited(checked));
@@ -331,17 +261,19 @@ async fn read_json_body(body: Body, max: usize) -> Result<bytes::Bytes, Error> {
 async fn status<S: ControlStore>(
     State(state): State<Arc<AppState<S>>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Authenticated(token): Authenticated,
 ) -> Result<Response, Error> {
-    let token = authenticate(&state.store, &headers).await?;
     let mut doc = crate::progress::batch_status(&state.store, &token, &id).await?;
     // ETA: the batch is applied everywhere once the slowest queue it uses has drained what is
     // ahead of it, at that queue's expected wait (S0.3, as `GET /v1/queues` reports it).
     if !doc.state.is_done() {
         let used: Vec<u32> = doc.queues.iter().map(|q| q.queue).collect();
         let views = state.monitor.observe(&state.store).await?;
-        let eta_ms =
-            views.iter().filter(|v| used.contains(&v.queue)).filter_map(|v| expected_wait_ms(v, state.pacing_ms)).max();
+        let eta_ms = views
+            .iter()
+            .filter(|v| used.contains(&v.queue))
+            .filter_map(|v| expected_wait_ms(v, state.pacing_ms, state.speed_floor))
+            .max();
         if let Some(eta_ms) = eta_ms {
             doc.eta_ms = Some(eta_ms);
             doc.eta = Some(rfc3339(crate::now_ms().saturating_add(eta_ms)));
@@ -350,22 +282,14 @@ async fn status<S: ControlStore>(
     Ok(Json(doc).into_response())
 }
 
-/// The expected wait of a queue in milliseconds (S0.3 as the built-in policy computes it:
-/// pending bytes over the speed estimate, plus the pacing interval per pending task).
-fn expected_wait_ms(v: &QueueView, pacing_ms: u32) -> Option<u64> {
-    let speed = speed_estimate(&v.speed.samples, v.speed.peak_bytes_per_sec, DEFAULT_SPEED_FLOOR);
-    v.stats.map(|s| (s.pending.bytes as f64 * 1000.0 / speed) as u64 + s.pending.tasks * u64::from(pacing_ms))
-}
-
-async fn queues<S: ControlStore>(State(state): State<Arc<AppState<S>>>, headers: HeaderMap) -> Result<Response, Error> {
-    authenticate(&state.store, &headers).await?;
+async fn queues<S: ControlStore>(State(state): State<Arc<AppState<S>>>, _: Authenticated) -> Result<Response, Error> {
     let views = state.monitor.observe(&state.store).await?;
     let queues = views
         .iter()
         .map(|v| {
             // S0.3 as the built-in policy computes it (a policy may weigh things differently).
-            let speed = speed_estimate(&v.speed.samples, v.speed.peak_bytes_per_sec, DEFAULT_SPEED_FLOOR);
-            let wait_ms = expected_wait_ms(v, state.pacing_ms);
+            let speed = speed_estimate(&v.speed.samples, v.speed.peak_bytes_per_sec, state.speed_floor);
+            let wait_ms = expected_wait_ms(v, state.pacing_ms, state.speed_floor);
             QueueState {
                 queue: v.queue,
                 healthy: v.healthy,
@@ -399,42 +323,5 @@ async fn ready<S: ControlStore>(State(state): State<Arc<AppState<S>>>) -> Respon
             let body = Readiness { status: ReadyState::NotReady, error: Some(e.to_string()) };
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
-    }
-}
-
-fn rate_headers(headers: &mut HeaderMap, rate: &RateState) {
-    headers.insert("ratelimit-limit", rate.limit.into());
-    headers.insert("ratelimit-remaining", rate.remaining.into());
-    headers.insert("ratelimit-reset", rate.reset_secs.into());
-}
-
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::Invalid(_) => StatusCode::BAD_REQUEST,
-            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        if status.is_server_error() {
-            tracing::error!(error = %self, "request failed on the control side");
-        }
-        let mut response = (status, Json(ErrorBody { error: self.to_string() })).into_response();
-        let headers = response.headers_mut();
-        match &self {
-            Error::Unauthorized(_) => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"edgepurge\""));
-            }
-            Error::RateLimited(rate) => {
-                rate_headers(headers, rate);
-                headers.insert(header::RETRY_AFTER, rate.retry_after_secs.into());
-            }
-            _ => {}
-        }
-        response
     }
 }

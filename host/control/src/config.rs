@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use edgepurge_edge::config::PolicySection;
+use edgepurge_sdk::defaults::SPEED_FLOOR_KEY;
 use serde::Deserialize;
 
 /// Why a configuration cannot be used.
@@ -153,15 +154,15 @@ pub struct RetentionSection {
 
 impl Default for RetentionSection {
     fn default() -> Self {
-        let d = crate::background::RetentionSettings::default();
+        let d = crate::retention::RetentionSettings::default();
         RetentionSection { interval_secs: d.interval_ms / 1000, keep_records_secs: d.keep_records_ms / 1000 }
     }
 }
 
 impl RetentionSection {
     /// The settings the background task runs with.
-    pub fn settings(&self) -> crate::background::RetentionSettings {
-        crate::background::RetentionSettings {
+    pub fn settings(&self) -> crate::retention::RetentionSettings {
+        crate::retention::RetentionSettings {
             interval_ms: self.interval_secs.saturating_mul(1000),
             keep_records_ms: self.keep_records_secs.saturating_mul(1000),
         }
@@ -230,6 +231,12 @@ impl ControlConfig {
     /// The folding settings (S2.3).
     pub fn fold(&self) -> crate::fold::FoldSettings {
         crate::fold::FoldSettings { window_ms: self.fold_window_ms, max_tasks: self.fold_max_tasks }
+    }
+
+    /// The speed floor of the expected wait (S0.3), in bytes per second: `[policy.config]`'s
+    /// `speed-floor-bytes-per-sec` as the built-in `select-queue` reads it (checked at load).
+    pub fn speed_floor(&self) -> f64 {
+        edgepurge_sdk::defaults::speed_floor(&self.policy.config)
     }
 
     /// Reads and validates `path`; relative paths in it are taken relative to its directory.
@@ -306,6 +313,16 @@ impl ControlConfig {
                 "[limits]: max-urls, max-json-bytes and max-bulk-bytes must be positive, max-url-bytes at least 16"
                     .into(),
             );
+        }
+        if let Some(raw) = self.policy.config.get(SPEED_FLOOR_KEY) {
+            // The policy would ignore a bad value and fall back to its default; refused here so
+            // a typo shows at start rather than as queue choices and waits nobody asked for.
+            if !raw.trim().parse::<f64>().is_ok_and(|floor| floor > 0.0) {
+                return invalid(format!(
+                    "[policy.config] {SPEED_FLOOR_KEY} = \"{raw}\" must be a positive number of bytes per second \
+                     (e.g. \"1048576\"), or remove the key for the default"
+                ));
+            }
         }
         if let Some(qs) = &self.queue_server {
             qs.validate(self.listen)?;
@@ -388,6 +405,19 @@ mod tests {
     }
 
     #[test]
+    fn the_speed_floor_comes_from_the_policy_config_and_a_bad_one_is_refused() {
+        let floor = |value: &str| {
+            ControlConfig::parse(&format!("database = \"c.db\"\n[policy.config]\n{SPEED_FLOOR_KEY} = \"{value}\""))
+        };
+        assert_eq!(ControlConfig::parse("database = \"c.db\"").unwrap().speed_floor(), 1_048_576.0);
+        assert_eq!(floor(" 2097152 ").unwrap().speed_floor(), 2_097_152.0);
+        for bad in ["fast", "0", "-1", ""] {
+            let e = floor(bad).unwrap_err().to_string();
+            assert!(e.contains(SPEED_FLOOR_KEY) && e.contains("positive number"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn queue_server_section_is_optional_and_validated() {
         assert!(ControlConfig::parse("database = \"c.db\"").unwrap().queue_server.is_none());
         let base = "database = \"c.db\"\n[queue-server]\nlisten = \"127.0.0.1:7443\"\ncert = \"c.pem\"\nkey = \
@@ -412,7 +442,7 @@ mod tests {
         let c = ControlConfig::parse(text).unwrap();
         assert_eq!(c.queues, 4);
         assert_eq!((c.slot_secs, c.cycle_secs, c.stall_after_ms, c.fold_window_ms), (900, 86_400, 60_000, 0));
-        assert_eq!(c.retention.settings(), crate::background::RetentionSettings::default());
+        assert_eq!(c.retention.settings(), crate::retention::RetentionSettings::default());
         assert!(c.queue_server.is_none(), "commented out, so the example runs without certificates");
         // Uncommented, the documented [queue-server] section is valid as written.
         let (before, after) = text.split_once("# [queue-server]\n").expect("documented");

@@ -11,15 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use edgepurge_api::BatchStatus;
 use edgepurge_control_store::{ApiToken, ControlStore};
 use futures_util::stream;
 
-use crate::api::{authenticate, AppState};
+use crate::authenticated::Authenticated;
 use crate::progress::batch_status;
+use crate::state::AppState;
 use crate::Error;
 
 /// How often an open stream re-reads the batch's progress when nothing woke it.
@@ -43,9 +43,8 @@ struct Cursor<S> {
 pub async fn events<S: ControlStore + 'static>(
     State(state): State<Arc<AppState<S>>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Authenticated(token): Authenticated,
 ) -> Result<Response, Error> {
-    let token = authenticate(&state.store, &headers).await?;
     // Answer 404 (not an empty stream) for a batch the token cannot see.
     batch_status(&state.store, &token, &id).await?;
     let progressed = state.queue.subscribe_progressed();

@@ -3,24 +3,38 @@
 //! Where customers' purges enter (issue \[3\]): an authenticated HTTP API (axum) over the
 //! [`edgepurge_control_store`] traits.
 //!
-//! - [`config`] — `control.toml` (`control.example.toml` documents it): listener, TLS (required
-//!   off loopback), database, queues, rate limit, request limits, policy.
+//! Modules, bottom first: each imports only modules listed before it (and the crate root's
+//! [`Error`], [`now_ms`], [`rfc3339`], below them all).
+//!
+//! - [`history`] — the per-queue send history by cycle slot: `select-queue`'s speed samples and
+//!   peak (S0.3).
+//! - [`health`] — the `QueueMonitor`: queue health (storage failure, stall; S0.2) from
+//!   observations of the store on an injectable clock.
+//! - [`fold`] — S2.3: a repeated purge folded into the earlier, still undelivered task.
+//! - [`retention`] — how long delivered tasks and old records are kept; one retention pass.
 //! - [`auth`] — API tokens (random, stored as SHA-256 only), host patterns, the per-token token
 //!   bucket.
+//! - [`config`] — `control.toml` (`control.example.toml` documents it), typed and checked at load:
+//!   listener, TLS (required off loopback), database, queues, rate limit, request limits, policy.
+//! - [`counters`] — the API's and the queue server's counters.
+//! - [`hub`] — what the API and the queue streams share: the "appended" signal, the policy sent
+//!   to edges, the connected edges.
+//! - [`response`] — how an [`Error`] becomes an HTTP answer; the `RateLimit-*` headers.
+//! - [`state`] — `QueueState` (store and hub: all the queue server sees) and the API's `AppState`.
+//! - [`authenticated`] — the `Authenticated` extractor: the request's token, or a 401.
 //! - [`tasks`] — the task generator: JSON or streamed bulk bodies → validated, normalised
 //!   (with the edge's own `normalize_task`), de-duplicated tasks.
-//! - [`select`] — queue choice through the policy's `select-queue`, per chunk of 1,000 tasks.
-//! - [`fold`] — S2.3: a repeated purge folded into the earlier, still undelivered task.
-//! - [`health`] — the `QueueMonitor`: queue health (storage failure, stall; S0.2) from
-//!   observations of the store on an injectable clock; [`history`] — the per-queue send history
-//!   by cycle slot that becomes `select-queue`'s speed samples and peak (S0.3).
-//! - [`background`] — retention (trim delivered tasks, expire old records) and the periodic queue
-//!   observation.
+//! - [`select`] — queue choice through the policy's `select-queue`, per chunk of 1,000 tasks; the
+//!   expected wait the API reports.
 //! - [`progress`] — a batch's status document (`edgepurge_api::BatchStatus`) from the watermarks.
-//! - [`api`] — the routes (one table, [`api::routes`]): `POST /v1/purges`, `GET /v1/purges/{id}`, `GET /v1/queues`,
-//!   `/healthz`, `/readyz`, `/metrics` ([`metrics`]); [`views`] — `GET /v1/records` and `GET /v1/edges`.
+//! - [`views`] — `GET /v1/records` and `GET /v1/edges`; [`events`] — a batch's progress as
+//!   Server-Sent Events; `admin` — `GET`/`PUT /v1/policy`, `DELETE /v1/edges/{name}`;
+//!   [`metrics`] — `GET /metrics`.
+//! - [`api`] — the routes (one table, [`api::routes`]): `POST /v1/purges`, `GET /v1/purges/{id}`,
+//!   `GET /v1/queues`, `/healthz`, `/readyz`.
 //! - [`queue_server`] — issue \[4\]: the mutual-TLS HTTP/2 listener edges stream tasks and the
 //!   active policy from (`POST /v1/stream`), acks becoming watermarks in the store.
+//! - [`background`] — retention passes and the periodic queue observation, as tokio tasks.
 //! - [`server`] — binding (plain HTTP on loopback, else TLS through `edgepurge-tls`) and graceful
 //!   shutdown.
 //!
@@ -40,17 +54,23 @@
 mod admin;
 pub mod api;
 pub mod auth;
+pub mod authenticated;
 pub mod background;
 pub mod config;
+pub mod counters;
 pub mod events;
 pub mod fold;
 pub mod health;
 pub mod history;
+pub mod hub;
 pub mod metrics;
 pub mod progress;
 pub mod queue_server;
+pub mod response;
+pub mod retention;
 pub mod select;
 pub mod server;
+pub mod state;
 pub mod tasks;
 pub mod views;
 
@@ -60,7 +80,7 @@ use edgepurge_control_store::Millis;
 
 pub use auth::RateState;
 
-/// An API error; each variant is one HTTP status (see [`api`]).
+/// An API error; each variant is one HTTP status (see [`response`]).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No token, or not a known one (401).

@@ -12,6 +12,7 @@ use edgepurge_control_store::{NewTask, Placement, TaskRef};
 
 use crate::health::QueueView;
 use edgepurge_policy_runtime::LoadedPolicy;
+use edgepurge_sdk::defaults::queue_wait_ms;
 use edgepurge_sdk::{QueueState, Task, TaskKind};
 
 /// Tasks per `select-queue` call: large enough that a million-URL batch is a thousand calls,
@@ -34,6 +35,16 @@ pub fn queue_states(views: &[QueueView], pacing_ms: u32) -> Vec<QueueState> {
             slot: v.speed.slot,
         })
         .collect()
+}
+
+/// The expected wait of an observed queue in milliseconds, as the built-in `select-queue` weighs
+/// it ([`edgepurge_sdk::defaults::queue_wait_ms`] at `floor`, the configured speed floor); `None`
+/// when the queue's figures could not be read.
+pub fn expected_wait_ms(view: &QueueView, pacing_ms: u32, floor: f64) -> Option<u64> {
+    view.stats.map(|s| {
+        let (samples, peak) = (&view.speed.samples, view.speed.peak_bytes_per_sec);
+        queue_wait_ms(s.pending.bytes, s.pending.tasks, samples, peak, pacing_ms, floor) as u64
+    })
 }
 
 /// Chooses a queue for every task and turns the tasks into store rows, in order.
@@ -131,6 +142,16 @@ mod tests {
             host: "a.com".into(),
             ..Task::default()
         }
+    }
+
+    #[test]
+    fn the_expected_wait_follows_the_configured_floor() {
+        // No send history: the floor is the speed. 4 tasks of 100 B (400 B), 5 ms pacing each.
+        let views = stats(&[4]);
+        assert_eq!(expected_wait_ms(&views[0], 5, 100.0), Some(4000 + 20));
+        assert_eq!(expected_wait_ms(&views[0], 5, 400_000.0), Some(1 + 20));
+        let unread = QueueView { stats: None, ..views[0].clone() };
+        assert_eq!(expected_wait_ms(&unread, 5, 100.0), None);
     }
 
     #[tokio::test]

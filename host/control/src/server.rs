@@ -21,11 +21,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::{router, AppState};
+use crate::api::router;
 use crate::background;
 use crate::config::ControlConfig;
 use crate::config::QueueServerSection;
-use crate::queue_server::{PublishedPolicy, QueueServer};
+use crate::hub::PublishedPolicy;
+use crate::queue_server::QueueServer;
+use crate::state::{AppState, QueueState};
 
 /// A TLS handshake longer than this is dropped, so silent clients cannot pile up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -106,12 +108,12 @@ impl BoundControl {
         let state = Arc::new(state);
         let mut bound = Self::bind(config, router(state.clone())).await?;
         if let Some(section) = &config.queue_server {
-            bound = bound.with_queue_server(section, state.clone()).await?;
+            bound = bound.with_queue_server(section, state.queues.clone()).await?;
         }
         bound.state = Some(state.clone());
         bound.background = vec![
-            background::spawn_retention(store, config.retention.settings(), clock, None),
-            background::spawn_observer(state, OBSERVE_EVERY),
+            background::spawn_retention(store.clone(), config.retention.settings(), clock, None),
+            background::spawn_observer(store, state.monitor.clone(), OBSERVE_EVERY),
         ];
         Ok(bound)
     }
@@ -134,12 +136,12 @@ impl BoundControl {
         Ok(BoundControl { listener, tls, router, background: Vec::new(), queue_server: None, state: None })
     }
 
-    /// Adds the queue server of `section` over `state` (which the router must share, so appends
-    /// wake the streams).
+    /// Adds the queue server of `section` over `state` (the router's [`AppState::queues`], so
+    /// appends wake the streams).
     pub async fn with_queue_server<S: ControlStore + 'static>(
         mut self,
         section: &QueueServerSection,
-        state: Arc<AppState<S>>,
+        state: Arc<QueueState<S>>,
     ) -> Result<Self, StartError> {
         let server = QueueServer::bind(section).await?;
         let addr = server.local_addr();

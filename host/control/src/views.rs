@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use edgepurge_api::{EdgeApplied, EdgeList, EdgePolicyReport, EdgeQueue, EdgeState, RecordEntry, RecordPage};
@@ -16,8 +15,9 @@ use edgepurge_control_store::{ControlStore, Edge, RecordCursor, RecordQuery};
 use edgepurge_edge::purge::{cache_prefix, cache_url};
 use serde::Deserialize;
 
-use crate::api::{authenticate, AppState};
 use crate::auth::host_allowed;
+use crate::authenticated::Authenticated;
+use crate::state::AppState;
 use crate::{rfc3339, Error};
 
 /// Largest page of `GET /v1/records`.
@@ -78,9 +78,8 @@ fn counted(edges: &[Edge], at: u64) -> impl Iterator<Item = &Edge> {
 pub async fn records<S: ControlStore>(
     State(state): State<Arc<AppState<S>>>,
     Query(params): Query<RecordParams>,
-    headers: HeaderMap,
+    Authenticated(token): Authenticated,
 ) -> Result<Response, Error> {
-    let token = authenticate(&state.store, &headers).await?;
     let query = record_query(&params, &token.hosts, token.admin)?;
     let limit = params.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let page = state.store.records(query, params.after.map(RecordCursor), limit).await?;
@@ -120,9 +119,8 @@ pub async fn records<S: ControlStore>(
 /// and last ack since this node started) and the last policy load it reported.
 pub async fn edges<S: ControlStore>(
     State(state): State<Arc<AppState<S>>>,
-    headers: HeaderMap,
+    _: Authenticated,
 ) -> Result<Response, Error> {
-    authenticate(&state.store, &headers).await?;
     let infos = state.store.queue_info().await?;
     let marks = state.store.watermarks().await?;
     let live = state.queue.live_edges();

@@ -13,13 +13,13 @@
 //!   resume offsets, pushed on the API's "appended" signal; acks to the store ([`report`]);
 //!   heartbeats; the newer of two streams of one edge wins.
 //! - [`flow`] — the flow-control window (`buffer_free`, at most 8 MiB in flight).
-//! - [`hub`] — what the API and the streams share (in [`crate::api::AppState::queue`]).
+//! - what the API and the streams share is [`crate::hub::QueueHub`], in the
+//!   [`QueueState`] both hold.
 //!
 //! Shutdown ends every stream (the edges reconnect to another node or later), then waits briefly
 //! for the connections to close.
 
 pub mod flow;
-pub mod hub;
 mod report;
 pub mod session;
 
@@ -44,9 +44,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::AppState;
 use crate::config::QueueServerSection;
-pub use hub::{LiveEdge, PublishedPolicy, QueueHub};
+use crate::state::QueueState;
 use session::SessionConfig;
 
 /// The stream's path.
@@ -124,7 +123,11 @@ impl QueueServer {
 
     /// Serves until `shutdown` turns true, then ends every stream and waits (briefly) for the
     /// connections to close.
-    pub async fn serve<S: ControlStore + 'static>(self, state: Arc<AppState<S>>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn serve<S: ControlStore + 'static>(
+        self,
+        state: Arc<QueueState<S>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let QueueServer { listener, tls, session } = self;
         let graceful = GracefulShutdown::new();
         loop {
@@ -206,7 +209,7 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 
 /// Answers one request: the stream, or 404/405/415 naming what to do instead.
 fn handle<S: ControlStore + 'static>(
-    state: Arc<AppState<S>>,
+    state: Arc<QueueState<S>>,
     session: SessionConfig,
     edge: String,
     peer: SocketAddr,
@@ -276,7 +279,7 @@ mod tests {
         let io = HandshakeError::Failed(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof"));
         assert_eq!(refusal(&io), ("other", "eof".to_owned()));
         for label in Refusal::LABELS.iter().chain(&["timeout", "no_edge_name"]) {
-            assert!(crate::metrics::refusal_labels().any(|l| l == *label), "{label} has no counter");
+            assert!(crate::counters::refusal_labels().any(|l| l == *label), "{label} has no counter");
         }
     }
 }

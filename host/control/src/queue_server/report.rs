@@ -14,8 +14,8 @@ use edgepurge_wire::{Offset, QueueId, TaskFailure};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::api::AppState;
 use crate::now_ms;
+use crate::state::QueueState;
 
 #[derive(Default)]
 struct Pending {
@@ -33,7 +33,7 @@ pub struct ReportWriter {
 
 impl ReportWriter {
     /// Starts the writer of `edge`'s reports.
-    pub fn spawn<S: ControlStore + 'static>(state: Arc<AppState<S>>, edge: String) -> Self {
+    pub fn spawn<S: ControlStore + 'static>(state: Arc<QueueState<S>>, edge: String) -> Self {
         let pending = Arc::new(Mutex::new(Pending::default()));
         let wake = Arc::new(Notify::new());
         let task = tokio::spawn(write_loop(state, edge, pending.clone(), wake.clone()));
@@ -76,7 +76,7 @@ fn take(pending: &mut Pending, written: &mut BTreeMap<QueueId, Offset>) -> EdgeR
 }
 
 async fn write_loop<S: ControlStore>(
-    state: Arc<AppState<S>>,
+    state: Arc<QueueState<S>>,
     edge: String,
     pending: Arc<Mutex<Pending>>,
     wake: Arc<Notify>,

@@ -21,8 +21,8 @@ use tokio::time::{sleep_until, Instant};
 
 use super::flow::Flow;
 use super::report::ReportWriter;
-use crate::api::AppState;
 use crate::now_ms;
+use crate::state::QueueState;
 
 /// Most tasks in one `Tasks` frame (the protocol's limit).
 pub const MAX_TASKS_PER_FRAME: usize = 1000;
@@ -71,7 +71,7 @@ impl std::fmt::Display for End {
 
 /// The session's state besides the I/O.
 struct Session<'a, S> {
-    state: &'a AppState<S>,
+    state: &'a QueueState<S>,
     edge: String,
     /// Per queue: the next offset to send.
     next: Vec<Offset>,
@@ -86,7 +86,7 @@ struct Session<'a, S> {
 
 /// Runs one stream until it ends; frames for the edge go into `tx`.
 pub async fn run<S: ControlStore + 'static>(
-    state: Arc<AppState<S>>,
+    state: Arc<QueueState<S>>,
     config: SessionConfig,
     edge: String,
     peer: SocketAddr,
@@ -262,7 +262,7 @@ impl<S: ControlStore> Session<'_, S> {
     async fn handle_frames(
         &mut self,
         decoder: &mut Decoder<EdgeFrame>,
-        registration: &super::hub::Registration<'_>,
+        registration: &crate::hub::Registration<'_>,
         writer: &ReportWriter,
     ) -> Result<(), End> {
         let mut acked = false;

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _, Result};
 use bytes::Bytes;
-use edgepurge_control::api::AppState;
 use edgepurge_control::config::ControlConfig;
 use edgepurge_control::server::BoundControl;
+use edgepurge_control::state::AppState;
 use edgepurge_control_store::{QueueStore, RecordStore, SqliteStore};
 use edgepurge_tls::mtls::ClientFiles;
 use edgepurge_tls::rustls;

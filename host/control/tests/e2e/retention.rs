@@ -4,7 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use edgepurge_control::background::{retention_pass, spawn_retention, RetentionReport, RetentionSettings};
+use edgepurge_control::background::spawn_retention;
+use edgepurge_control::retention::{retention_pass, RetentionReport, RetentionSettings};
 use edgepurge_control_store::{Error, NewBatch, NewTask, QueueStore, RecordStore, SqliteStore, TaskKind};
 
 fn store(dir: &tempfile::TempDir) -> SqliteStore {

@@ -85,6 +85,28 @@ async fn health_readiness_and_queues() {
 }
 
 #[tokio::test]
+async fn the_reported_wait_follows_the_configured_speed_floor() {
+    // No send history, so the speed is the floor: 1000 B/s here, 1 MiB/s by default.
+    let slow = "pacing-ms = 100\n[policy.config]\nspeed-floor-bytes-per-sec = \"1000\"";
+    for (config, floor) in [(slow, 1000.0), ("pacing-ms = 100", 1_048_576.0)] {
+        let c = ControlTest::new().config(config).start().await.unwrap();
+        c.store.register_edge("edge-1", 0).await.unwrap();
+        let t = c.token("t", &["a.com"], false).await;
+        let r = c.purge(&t, json!({"urls": ["http://a.com/1"]})).await;
+        let q = c.send("GET", "/v1/queues", Some(&t), &[], "").await;
+        let used = q.json["queues"].as_array().unwrap().iter().find(|q| q["depth"] == 1).expect("one queue used");
+        let bytes = used["pending_bytes"].as_u64().unwrap();
+        assert_eq!(used["speed_bytes_per_sec"], floor as u64, "{q:?}");
+        // What the built-in `select-queue` compares, from the SDK's one formula.
+        let wait = edgepurge_sdk::defaults::queue_wait_ms(bytes, 1, &[], 0, 100, floor) as u64;
+        assert_eq!(used["expected_wait_ms"], wait, "{q:?}");
+        let s = c.send("GET", &format!("/v1/purges/{}", r.json["id"]), Some(&t), &[], "").await;
+        assert_eq!(s.json["eta_ms"], wait, "{s:?}");
+        c.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn records_list_every_purge_covering_a_url_with_paging_and_edge_state() {
     let c = ControlTest::new().start().await.unwrap();
     c.store.register_edge("edge-1", 0).await.unwrap();

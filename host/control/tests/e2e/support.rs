@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use bytes::Bytes;
-use edgepurge_control::api::{router, AppState};
+use edgepurge_control::api::router;
 use edgepurge_control::auth::{create_token, RateLimiter};
 use edgepurge_control::config::{ControlConfig, LimitsSection};
 use edgepurge_control::fold::FoldSettings;
 use edgepurge_control::health::{system_clock, Clock, HealthSettings, QueueMonitor};
 use edgepurge_control::history::CycleSettings;
 use edgepurge_control::server::BoundControl;
+use edgepurge_control::state::AppState;
 use edgepurge_control_store::{QueueStore, SqliteStore};
 use edgepurge_policy_runtime::LoadedPolicy;
 use http_body_util::{BodyExt, Full};
@@ -30,6 +31,8 @@ pub struct ControlTest {
     health: HealthSettings,
     cycle: CycleSettings,
     clock: Clock,
+    /// More `control.toml` text: top-level keys, then sections.
+    config: String,
 }
 
 impl ControlTest {
@@ -44,7 +47,16 @@ impl ControlTest {
             health: HealthSettings::default(),
             cycle: CycleSettings::default(),
             clock: system_clock(),
+            config: String::new(),
         }
+    }
+
+    /// Adds `text` to the `control.toml` the role starts with (after `listen` and `database`:
+    /// top-level keys first, then sections), e.g. `pacing-ms = 5` or a `[policy.config]`.
+    pub fn config(mut self, text: &str) -> Self {
+        self.config.push_str(text);
+        self.config.push('\n');
+        self
     }
 
     /// A token bucket of `burst` refilled at `per_second` (use a tiny rate for deterministic 429s).
@@ -87,15 +99,17 @@ impl ControlTest {
     pub async fn start(self) -> Result<Running> {
         let dir = tempfile::tempdir()?;
         let db = dir.path().join("control.db");
-        let config = ControlConfig::parse(&format!("listen = \"127.0.0.1:0\"\ndatabase = {:?}", db))?;
+        let config = ControlConfig::parse(&format!("listen = \"127.0.0.1:0\"\ndatabase = {:?}\n{}", db, self.config))?;
         let store = SqliteStore::open(&db, self.queues)?;
         // The builder's own limits, folding, health and clock over what the config says.
         let clock = self.clock;
-        let mut state = AppState::new(store.clone(), LoadedPolicy::builtin(Default::default()), &config, clock.clone());
+        // The built-in policy with the `[policy]` config, as `BoundControl::start` loads it.
+        let policy = LoadedPolicy::builtin(config.policy.config.clone());
+        let mut state = AppState::new(store.clone(), policy, &config, clock.clone());
         state.limiter = RateLimiter::new(self.burst, self.per_second);
         state.limits = self.limits;
         state.fold = self.fold;
-        state.monitor = QueueMonitor::new(self.health, self.cycle, clock);
+        state.monitor = Arc::new(QueueMonitor::new(self.health, self.cycle, clock));
 
         let bound = BoundControl::bind(&config, router(Arc::new(state))).await?;
         let base = format!("http://{}", bound.local_addr());

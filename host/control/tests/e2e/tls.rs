@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use edgepurge_control::api::{router, AppState};
+use edgepurge_control::api::router;
 use edgepurge_control::auth::create_token;
 use edgepurge_control::config::ControlConfig;
 use edgepurge_control::health::system_clock;
 use edgepurge_control::server::{BoundControl, StartError};
+use edgepurge_control::state::AppState;
 use edgepurge_control_store::SqliteStore;
 use edgepurge_policy_runtime::LoadedPolicy;
 use edgepurge_tls::rustls::pki_types::ServerName;

@@ -1,8 +1,9 @@
 //! What the API and the queue streams share: the "tasks appended" signal, the policy to
 //! distribute, and which edges are connected now (with their latest acks).
 //!
-//! Lives in [`crate::api::AppState::queue`], so the submit handler can wake every stream after
-//! an append and `PUT /v1/policy` can push a policy, without the API knowing about streams.
+//! Lives in [`crate::state::QueueState::queue`], shared by the API's state and the queue server,
+//! so the submit handler can wake every stream after an append and `PUT /v1/policy` can push a
+//! policy, without the API knowing about streams.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use edgepurge_wire::{ControlFrame, Offset, QueueId};
 use sha2::{Digest, Sha256};
 use tokio::sync::{watch, Notify};
 
-use crate::metrics::QueueMetrics;
+use crate::counters::QueueMetrics;
 
 /// A policy component as edges receive it.
 #[derive(Debug, Clone, PartialEq, Eq)]
