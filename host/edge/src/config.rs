@@ -181,6 +181,12 @@ fn parse_node(url: &str) -> Result<ControlNode, &'static str> {
         return Err("must not have a path or query");
     }
     let host = uri.host().ok_or("has no host")?;
+    // `http::Uri` accepts any port text; only a number is a port.
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let port_text = authority.strip_prefix(host).and_then(|rest| rest.strip_prefix(':'));
+    if port_text.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return Err("has a port that is not a number from 0 to 65535");
+    }
     let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
     if rustls_pki_name(&host).is_err() {
         return Err("has a host that is not a DNS name or IP address");
