@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::Args;
 use edgepurge_edge::config::EdgeConfig;
-use edgepurge_edge::policy_slot::{load_section, PolicySlot};
+use edgepurge_policy_runtime::{load_section, PolicySlot};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use edgepurge_edge::config::PolicySection;
+use edgepurge_policy_runtime::PolicySection;
 use edgepurge_sdk::defaults::SPEED_FLOOR_KEY;
 use serde::Deserialize;
 
@@ -116,15 +116,8 @@ fn default_control_id() -> String {
     "control".to_owned()
 }
 
-/// `[tls]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct TlsSection {
-    /// PEM file with the certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// PEM file with the certificate's private key.
-    pub key: PathBuf,
-}
+/// `[tls]`: the API's certificate chain and key (the one `TlsSection` of both roles).
+pub use edgepurge_tls::TlsSection;
 
 /// `[rate-limit]`: a token bucket per API token; each purge request takes one.
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -38,12 +38,11 @@
 //! - [`server`] — binding (plain HTTP on loopback, else TLS through `edgepurge-tls`) and graceful
 //!   shutdown.
 //!
-//! Normalisation is shared, not copied: targets go through the edge's own
-//! `edgepurge_edge::purge::normalize_task` (and `cache_url`/`cache_prefix` for record queries),
-//! and the `[policy]` section loads with `edgepurge_edge::policy_slot::load_section_component`. That makes
-//! this crate depend on the edge crate; those functions would sit better in a small shared place
-//! (`normalize_task` and the `http://` cache forms next to the normalisation in `edgepurge-url`,
-//! the policy loader in `edgepurge-policy-runtime`), after which this dependency goes.
+//! Normalisation is shared, not copied: targets go through
+//! `edgepurge_purge_model::normalize_task` (and `cache_url`/`cache_prefix` for record queries),
+//! the same keys the edge stores and purges under, and the `[policy]` section loads with
+//! `edgepurge_policy_runtime::load_section_component`, the loader the edge uses. This crate does
+//! not depend on the edge crate.
 //!
 //! A batch is answered `202` only after the store's `append` returned, i.e. once it is fsynced;
 //! a rejected request (401, 403, 429, 400) queues nothing, because every task is checked before

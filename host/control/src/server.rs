@@ -95,7 +95,7 @@ impl BoundControl {
     pub async fn start(config: &ControlConfig) -> Result<Self, StartError> {
         let store = SqliteStore::open(&config.database, config.queues)
             .map_err(|source| StartError::Store { path: config.database.display().to_string(), source })?;
-        let loaded = edgepurge_edge::policy_slot::load_section_component(&config.policy)
+        let loaded = edgepurge_policy_runtime::load_section_component(&config.policy)
             .await
             .map_err(|e| StartError::Policy(e.to_string()))?;
         tracing::info!(policy = %loaded.policy.info().name, source = %loaded.source, "policy loaded");

@@ -7,9 +7,9 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use edgepurge_edge::config::PolicySection;
-use edgepurge_edge::policy_slot::{PolicyLoadError, PolicySlot, PolicyStatus};
 use edgepurge_policy_runtime::LoadedPolicy;
+use edgepurge_policy_runtime::PolicySection;
+use edgepurge_policy_runtime::{PolicyLoadError, PolicySlot, PolicyStatus};
 
 use crate::auth::RateLimiter;
 use crate::config::{ControlConfig, LimitsSection};

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use edgepurge_control_store::ApiToken;
-use edgepurge_edge::purge::{normalize_task, PurgeError};
+use edgepurge_purge_model::{normalize_task, PurgeError};
 use edgepurge_sdk::{Task, TaskKind};
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use edgepurge_api::{EdgeApplied, EdgeList, EdgePolicyReport, EdgeQueue, EdgeState, RecordEntry, RecordPage};
 use edgepurge_control_store::{ControlStore, Edge, RecordCursor, RecordQuery};
-use edgepurge_edge::purge::{cache_prefix, cache_url};
+use edgepurge_purge_model::{cache_prefix, cache_url};
 use serde::Deserialize;
 
 use crate::auth::host_allowed;

@@ -7,79 +7,18 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use edgepurge_edge_cache::{PurgeMode, ScopeKind};
 use edgepurge_sdk::Task;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use crate::origin::{ProxyBody, Shared};
-use crate::proxy::{full, text};
-use crate::purge::PurgeReport;
-use crate::warm::{self, WarmReport};
+use crate::operations::{apply_task, TaskError};
+use crate::response::{json, text, to_json, ProxyBody};
+use crate::state::Shared;
 
 /// Largest accepted `POST /purge` body.
 const MAX_TASK_BYTES: usize = 1 << 20;
-
-fn to_json(value: &impl serde::Serialize) -> String {
-    serde_json::to_string(value).unwrap_or_default()
-}
-
-/// A JSON answer.
-pub(crate) fn json(status: StatusCode, body: String) -> Response<ProxyBody> {
-    let mut resp = Response::new(full(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
-}
-
-/// What applying one task did.
-pub(crate) struct Applied {
-    /// The executor's report.
-    pub report: PurgeReport,
-    /// For a warm task, the fetch.
-    pub warmed: Option<WarmReport>,
-}
-
-impl Applied {
-    /// The report as `POST /purge` answers it (with `warmed` for a warm task).
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut body = serde_json::to_value(&self.report).unwrap_or_default();
-        if let (Some(warmed), Some(object)) = (&self.warmed, body.as_object_mut()) {
-            object.insert("warmed".into(), serde_json::to_value(warmed).unwrap_or_default());
-        }
-        body
-    }
-}
-
-/// Why a task could not be applied as asked.
-#[derive(Debug)]
-pub(crate) enum TaskError {
-    /// The target is invalid for its kind; nothing was purged.
-    Invalid(String),
-    /// A warm task's fetch failed.
-    Warm(String),
-}
-
-impl std::fmt::Display for TaskError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TaskError::Invalid(e) | TaskError::Warm(e) => f.write_str(e),
-        }
-    }
-}
-
-/// Applies one purge or warm task: `scope-purge` and the store purges, then the warm fetch.
-/// The one path for `POST /purge` and tasks from control.
-pub(crate) async fn apply_task(shared: &Arc<Shared>, task: &Task) -> Result<Applied, TaskError> {
-    let report = shared.purger.apply(task).await.map_err(|e| TaskError::Invalid(e.to_string()))?;
-    let warmed = match &report.warm {
-        None => None,
-        Some(url) => Some(warm::warm(shared, url).await.map_err(TaskError::Warm)?),
-    };
-    Ok(Applied { report, warmed })
-}
 
 /// The admin listener: `POST /purge`, `GET /metrics`.
 pub(crate) async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {

@@ -1,8 +1,14 @@
 //! `edge.toml`: listeners, origins by host, cache, collapsing and policy settings.
 //! `edge.example.toml` at the crate root documents every key.
+//!
+//! Values are parsed into their types when the file is loaded (control node URLs into
+//! [`ControlNode`]s, origin URLs into [`OriginUrl`]s), so a bad value fails at start naming its
+//! key, never later per request. Relative paths are resolved against the config file's
+//! directory, as in `control.toml`.
 
+use edgepurge_policy_runtime::PolicySection;
+use edgepurge_tls::TlsSection;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,7 +40,7 @@ pub struct EdgeConfig {
     pub policy: PolicySection,
     /// The TLS proxy listener; none means cleartext only.
     #[serde(default)]
-    pub tls: Option<TlsSection>,
+    pub tls: Option<TlsListenerSection>,
     /// The control nodes to consume purge tasks and policies from; none means standalone (purges
     /// only through the admin listener).
     #[serde(default)]
@@ -47,7 +53,7 @@ pub struct EdgeConfig {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ControlSection {
     /// The queue servers, `https://host:port`, all connected at once.
-    pub nodes: Vec<String>,
+    pub nodes: Vec<ControlNode>,
     /// PEM file of the CA that signed the control certificates.
     pub ca: PathBuf,
     /// PEM file of this edge's client certificate (its identity).
@@ -70,8 +76,10 @@ pub struct ControlSection {
     pub heartbeat_ms: u64,
 }
 
-/// One parsed `[control] nodes` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One `[control] nodes` entry, parsed when the config is loaded (a bad entry fails the load,
+/// naming `control.nodes` and the value).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub struct ControlNode {
     /// The URL as configured.
     pub url: String,
@@ -81,10 +89,18 @@ pub struct ControlNode {
     pub port: u16,
 }
 
+impl TryFrom<String> for ControlNode {
+    type Error = String;
+
+    fn try_from(url: String) -> Result<ControlNode, String> {
+        parse_node(&url).map_err(|reason| format!("control.nodes: `{url}` {reason} (expected https://host:port)"))
+    }
+}
+
 impl ControlSection {
-    /// The parsed node URLs (validated when the config was loaded).
-    pub fn parsed_nodes(&self) -> Vec<ControlNode> {
-        self.nodes.iter().filter_map(|url| parse_node(url).ok()).collect()
+    /// The configured node URLs, as written.
+    pub fn node_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|node| node.url.clone()).collect()
     }
 
     /// The heartbeat interval.
@@ -101,12 +117,9 @@ impl ControlSection {
             ));
         }
         let mut seen = std::collections::BTreeSet::new();
-        for url in &self.nodes {
-            let node = parse_node(url).map_err(|reason| {
-                ConfigError::Invalid(format!("control.nodes: `{url}` {reason} (expected https://host:port)"))
-            })?;
+        for node in &self.nodes {
             if !seen.insert((node.host.to_ascii_lowercase(), node.port)) {
-                return Err(ConfigError::Invalid(format!("control.nodes: `{url}` is listed twice")));
+                return Err(ConfigError::Invalid(format!("control.nodes: `{}` is listed twice", node.url)));
             }
         }
         file_exists("control.ca", &self.ca)?;
@@ -168,6 +181,12 @@ fn parse_node(url: &str) -> Result<ControlNode, &'static str> {
         return Err("must not have a path or query");
     }
     let host = uri.host().ok_or("has no host")?;
+    // `http::Uri` accepts any port text; only a number is a port.
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let port_text = authority.strip_prefix(host).and_then(|rest| rest.strip_prefix(':'));
+    if port_text.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return Err("has a port that is not a number from 0 to 65535");
+    }
     let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
     if rustls_pki_name(&host).is_err() {
         return Err("has a host that is not a DNS name or IP address");
@@ -182,7 +201,7 @@ pub struct OriginConfig {
     /// The `Host` this origin serves (lower-case, no port); `*` matches any host.
     pub host: String,
     /// Base URL of the origin, `http://…` or `https://…`, e.g. `http://127.0.0.1:8080`.
-    pub url: String,
+    pub url: OriginUrl,
     /// Connect timeout in milliseconds.
     #[serde(default = "default_connect_ms")]
     pub connect_timeout_ms: u64,
@@ -193,6 +212,80 @@ pub struct OriginConfig {
     /// public roots (for an origin with a private CA).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+}
+
+/// A parsed `[[origin]] url`: `http` or `https`, the origin's authority and an optional base
+/// path that request paths are appended to. Parsed once when the config is loaded; a request
+/// only joins its path to it ([`OriginUrl::join`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct OriginUrl {
+    /// As configured (in messages and logs).
+    text: String,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    /// The base path without its trailing `/` (empty for none).
+    base_path: String,
+}
+
+impl OriginUrl {
+    /// Parses an origin base URL: `http://` or `https://`, a host, no query or fragment.
+    pub fn parse(text: &str) -> Result<OriginUrl, String> {
+        let fail = |reason: &str| format!("origin url `{text}` {reason} (e.g. url = \"http://127.0.0.1:8080\")");
+        if !(text.starts_with("http://") || text.starts_with("https://")) {
+            return Err(fail("must start with http:// or https://"));
+        }
+        if text.contains('#') {
+            return Err(fail("must not have a fragment"));
+        }
+        let uri: http::Uri = text.parse().map_err(|e| fail(&format!("is not a URL ({e})")))?;
+        let parts = uri.into_parts();
+        let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
+            return Err(fail("has no host"));
+        };
+        if authority.host().is_empty() {
+            return Err(fail("has no host"));
+        }
+        let path_and_query = parts.path_and_query.as_ref();
+        if path_and_query.is_some_and(|p| p.query().is_some()) {
+            return Err(fail("must not have a query"));
+        }
+        let base_path = path_and_query.map_or("", |p| p.path()).trim_end_matches('/').to_owned();
+        Ok(OriginUrl { text: text.to_owned(), scheme, authority, base_path })
+    }
+
+    /// The URL as configured.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The origin request URI for a request's path and query (which starts with `/`).
+    pub fn join(&self, path_and_query: &str) -> Result<http::Uri, http::Error> {
+        let path_and_query = if self.base_path.is_empty() {
+            path_and_query.to_owned()
+        } else {
+            format!("{}{path_and_query}", self.base_path)
+        };
+        http::Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+    }
+}
+
+impl TryFrom<String> for OriginUrl {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<OriginUrl, String> {
+        OriginUrl::parse(&text)
+    }
+}
+
+impl std::fmt::Display for OriginUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 impl OriginConfig {
@@ -254,28 +347,16 @@ impl Default for CollapseSection {
     }
 }
 
-/// `[policy]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct PolicySection {
-    /// Path of the policy component; none means the built-in defaults.
-    pub path: Option<PathBuf>,
-    /// The policy's configuration.
-    #[serde(default)]
-    pub config: BTreeMap<String, String>,
-}
-
 /// `[tls]`: the TLS proxy listener (HTTP/1.1 and HTTP/2 by ALPN), serving the same proxy as
-/// `listen`.
+/// `listen`: its address and the certificate files every TLS listener has ([`TlsSection`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct TlsSection {
+pub struct TlsListenerSection {
     /// Address of the TLS listener.
     pub listen: SocketAddr,
-    /// PEM file with the certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// PEM file with the certificate's private key.
-    pub key: PathBuf,
+    /// The certificate chain and key (`cert`, `key`).
+    #[serde(flatten)]
+    pub files: TlsSection,
 }
 
 fn default_admin() -> SocketAddr {
@@ -295,14 +376,15 @@ fn default_read_ms() -> u64 {
 }
 
 /// Checks that a file named by `key` exists; its content is checked when the edge starts.
+/// `path` is already resolved against the config file's directory, so the message shows where
+/// the edge looked.
 fn file_exists(key: &str, path: &Path) -> Result<(), ConfigError> {
     if path.is_file() {
         return Ok(());
     }
     let problem = if path.exists() { "is not a file" } else { "does not exist" };
-    let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "?".into());
     Err(ConfigError::Invalid(format!(
-        "{key}: `{}` {problem} (relative paths are relative to the working directory, {cwd})",
+        "{key}: `{}` {problem} (relative paths in edge.toml are resolved against the file's directory)",
         path.display()
     )))
 }
@@ -332,36 +414,67 @@ pub enum ConfigError {
 }
 
 impl EdgeConfig {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file; relative paths in it are taken relative to its
+    /// directory.
     pub fn load(path: &Path) -> Result<EdgeConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
         EdgeConfig::parse(&text, &path.display().to_string())
     }
 
-    /// Parses and validates config text; `path` is used in messages.
+    /// Parses and validates the text of the config file at `path` (named in messages); relative
+    /// paths in it are resolved against `path`'s directory before the files are checked.
     pub fn parse(text: &str, path: &str) -> Result<EdgeConfig, ConfigError> {
-        let config: EdgeConfig =
+        let mut config: EdgeConfig =
             toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        config.resolve_paths(Path::new(path).parent().unwrap_or(Path::new("")));
         config.validate()?;
         Ok(config)
     }
 
+    /// Makes every relative path relative to `base` (the config file's directory): the TLS
+    /// files, the policy, the control files and state directory, the origins' CA files.
+    fn resolve_paths(&mut self, base: &Path) {
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(tls) = &mut self.tls {
+            rebase(&mut tls.files.cert);
+            rebase(&mut tls.files.key);
+        }
+        if let Some(policy) = &mut self.policy.path {
+            rebase(policy);
+        }
+        if let Some(control) = &mut self.control {
+            rebase(&mut control.ca);
+            rebase(&mut control.cert);
+            rebase(&mut control.key);
+            if let Some(crl) = &mut control.crl {
+                rebase(crl);
+            }
+            // An empty state-dir stays empty, so `validate` names it.
+            if !control.state_dir.as_os_str().is_empty() {
+                rebase(&mut control.state_dir);
+            }
+        }
+        for origin in &mut self.origins {
+            if let Some(ca_file) = &mut origin.ca_file {
+                rebase(ca_file);
+            }
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         for origin in &self.origins {
-            if !(origin.url.starts_with("http://") || origin.url.starts_with("https://")) {
-                return Err(ConfigError::Invalid(format!(
-                    "origin for host `{}`: url `{}` must start with http:// or https://",
-                    origin.host, origin.url
-                )));
-            }
             if let Some(ca_file) = &origin.ca_file {
                 file_exists(&format!("origin for host `{}`: ca-file", origin.host), ca_file)?;
             }
         }
         if let Some(tls) = &self.tls {
-            file_exists("tls.cert", &tls.cert)?;
-            file_exists("tls.key", &tls.key)?;
+            file_exists("tls.cert", &tls.files.cert)?;
+            file_exists("tls.key", &tls.files.key)?;
         }
         if self.cache.max_object_mib > self.cache.capacity_mib {
             return Err(ConfigError::Invalid(format!(
@@ -385,6 +498,13 @@ impl EdgeConfig {
             v4 => v4,
         };
         self.admin_networks.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The answer for a host without an origin: what is wrong and how to fix it.
+    pub fn no_origin(host: &str) -> String {
+        format!(
+            "no origin configured for host {host}: add an [[origin]] with host = \"{host}\" (or \"*\") to edge.toml"
+        )
     }
 
     /// The origin for a request host: an exact match, else `*`.
@@ -483,7 +603,7 @@ mod tests {
             .control
             .unwrap();
         assert_eq!((config.buffer_bytes, config.heartbeat_ms), (64 << 20, 5000));
-        let nodes = config.parsed_nodes();
+        let nodes = &config.nodes;
         assert_eq!((nodes[0].host.as_str(), nodes[0].port), ("127.0.0.1", 7443));
         assert_eq!((nodes[1].host.as_str(), nodes[1].port), ("c2", 443));
         let err = |extra: &str| EdgeConfig::parse(&control(extra), "e").unwrap_err().to_string();
@@ -495,5 +615,94 @@ mod tests {
         assert!(err("nodes = [\"https://c\"]\nbuffer-bytes = 10").contains("buffer-bytes"));
         assert!(err("nodes = [\"https://c\"]\ncrl = \"/nonexistent/crl.pem\"").contains("control.crl"));
         assert!(err("nodes = [\"https://c\"]\nnode = 1").contains("node"));
+    }
+
+    #[test]
+    fn a_bad_control_node_fails_the_load_naming_the_key_and_the_value() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let pem = dir.path().join("p.pem");
+        std::fs::write(&pem, "x").unwrap();
+        let pem = pem.display();
+        let text = |nodes: &str| {
+            format!(
+                "listen = \"127.0.0.1:1\"\n[control]\nnodes = {nodes}\nca = \"{pem}\"\ncert = \"{pem}\"\n\
+                 key = \"{pem}\"\nstate-dir = \"s\"\n"
+            )
+        };
+        // A bad entry among good ones is refused, not dropped.
+        let err =
+            EdgeConfig::parse(&text("[\"https://c1:7443\", \"https://c2:x\"]"), "e.toml").unwrap_err().to_string();
+        assert!(err.contains("control.nodes") && err.contains("https://c2:x"), "{err}");
+        let err = EdgeConfig::parse(&text("[\"https://c1?q=1\"]"), "e.toml").unwrap_err().to_string();
+        assert!(err.contains("control.nodes") && err.contains("https://c1?q=1"), "{err}");
+        let config = EdgeConfig::parse(&text("[\"https://[::1]:7443/\"]"), "e.toml").unwrap().control.unwrap();
+        assert_eq!(config.nodes[0], ControlNode { url: "https://[::1]:7443/".into(), host: "::1".into(), port: 7443 });
+        assert_eq!(config.node_urls(), ["https://[::1]:7443/"]);
+    }
+
+    #[test]
+    fn origin_urls_are_parsed_at_load_and_a_bad_one_is_named() {
+        let origin = |url: &str| format!("listen = \"127.0.0.1:1\"\n[[origin]]\nhost = \"a.com\"\nurl = \"{url}\"\n");
+        for bad in ["ftp://x", "http://", "http://a b/", "http://x/?q=1", "http://x/#f"] {
+            let err = EdgeConfig::parse(&origin(bad), "e.toml").unwrap_err().to_string();
+            assert!(err.contains("origin url") && err.contains(bad) && err.contains("url ="), "{bad}: {err}");
+        }
+        let config = EdgeConfig::parse(&origin("https://o.example:8443/base/"), "e.toml").unwrap();
+        let url = &config.origins[0].url;
+        assert_eq!(url.as_str(), "https://o.example:8443/base/");
+        assert_eq!(url.join("/a?b=1").unwrap(), "https://o.example:8443/base/a?b=1");
+        let config = EdgeConfig::parse(&origin("http://127.0.0.1:8080"), "e.toml").unwrap();
+        assert_eq!(config.origins[0].url.join("/x").unwrap(), "http://127.0.0.1:8080/x");
+        assert_eq!(config.origins[0].url.to_string(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn relative_paths_are_resolved_against_the_config_files_directory() {
+        let dir = tempfile::TempDir::new().unwrap();
+        std::fs::create_dir(dir.path().join("certs")).unwrap();
+        for file in ["edge.pem", "edge.key", "ca.pem", "crl.pem", "origin-ca.pem"] {
+            std::fs::write(dir.path().join("certs").join(file), "x").unwrap();
+        }
+        let text = "listen = \"127.0.0.1:1\"\n\
+             [tls]\nlisten = \"127.0.0.1:2\"\ncert = \"certs/edge.pem\"\nkey = \"certs/edge.key\"\n\
+             [[origin]]\nhost = \"a.com\"\nurl = \"https://x\"\nca-file = \"certs/origin-ca.pem\"\n\
+             [policy]\npath = \"policies/p.wasm\"\n\
+             [control]\nnodes = [\"https://c\"]\nca = \"certs/ca.pem\"\ncert = \"certs/edge.pem\"\n\
+             key = \"certs/edge.key\"\ncrl = \"certs/crl.pem\"\nstate-dir = \"state\"\n";
+        let path = dir.path().join("edge.toml");
+        std::fs::write(&path, text).unwrap();
+        // Loaded from another working directory: the files are found next to edge.toml.
+        let config = EdgeConfig::load(&path).unwrap();
+        let at = |p: &str| dir.path().join(p);
+        let tls = config.tls.as_ref().unwrap();
+        assert_eq!((&tls.files.cert, &tls.files.key), (&at("certs/edge.pem"), &at("certs/edge.key")));
+        assert_eq!(config.origins[0].ca_file, Some(at("certs/origin-ca.pem")));
+        assert_eq!(config.policy.path, Some(at("policies/p.wasm")));
+        let control = config.control.as_ref().unwrap();
+        assert_eq!(
+            (&control.ca, &control.cert, &control.key),
+            (&at("certs/ca.pem"), &at("certs/edge.pem"), &at("certs/edge.key"))
+        );
+        assert_eq!((control.crl.clone(), &control.state_dir), (Some(at("certs/crl.pem")), &at("state")));
+        // A missing relative file is named where it was looked for, with the rule.
+        std::fs::remove_file(dir.path().join("certs/edge.key")).unwrap();
+        let err = EdgeConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains(&at("certs/edge.key").display().to_string()) && err.contains("file's directory"), "{err}");
+    }
+
+    #[test]
+    fn the_tls_section_refuses_unknown_keys() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let pem = dir.path().join("p.pem");
+        std::fs::write(&pem, "x").unwrap();
+        let pem = pem.display();
+        let text = format!(
+            "listen = \"127.0.0.1:1\"\n[tls]\nlisten = \"127.0.0.1:2\"\ncert = \"{pem}\"\nkey = \"{pem}\"\nkee = 1\n"
+        );
+        let err = EdgeConfig::parse(&text, "e.toml").unwrap_err().to_string();
+        assert!(err.contains("kee"), "{err}");
+        let text = format!("listen = \"127.0.0.1:1\"\n[tls]\nlisten = \"127.0.0.1:2\"\ncert = \"{pem}\"\n");
+        let err = EdgeConfig::parse(&text, "e.toml").unwrap_err().to_string();
+        assert!(err.contains("key"), "{err}");
     }
 }

@@ -1,148 +1,31 @@
-//! The origin side of the proxy: the shared state, the origin client, and the collapsed-fill
-//! task run by a fill's leader (fetch, `cache-rules`, store, stream to every waiter).
+//! The origin side of the proxy: origin requests and the collapsed-fill task run by a fill's
+//! leader (fetch, `cache-rules`, store, stream to every waiter).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
-use edgepurge_edge_cache::{CacheStore, EntryMeta, FillToken, StoreConfig, Variant};
 use edgepurge_sdk::{Header, RequestMeta, ResponseMeta};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::BodyExt;
 
-use crate::config::{EdgeConfig, OriginConfig};
-use crate::fill::{FillConfig, FillError, FillHead, FillLeader, FillMap};
-use crate::http_cache::{
-    self, CacheConfig, CacheStatusKind, Forward, StoreVerdict, StoredResponse, RFC_CACHEABLE_STATUSES,
-};
-use crate::metrics::{EdgeMetrics, OriginOutcome};
-use crate::origin_client::OriginClients;
-use crate::policy_slot::PolicySlot;
-use crate::purge::PurgeExecutor;
-
-/// Boxed error of the bodies the proxy relays.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// A request or response body relayed by the proxy.
-pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+use crate::config::OriginConfig;
+use crate::fill::{FillError, FillHead, FillLeader};
+use crate::http_cache::{self, CacheStatusKind, Forward, StoreVerdict, StoredResponse};
+use crate::response::{empty, ProxyBody};
+use crate::state::Shared;
 
 /// Internal head headers carrying the `Cache-Status` a fill's waiters answer with: the first for
 /// the request that started the fill, the second for collapsed ones. Removed before sending.
 pub(crate) const STATUS_OWN: &str = "x-edgepurge-internal-status";
 pub(crate) const STATUS_COLLAPSED: &str = "x-edgepurge-internal-status-collapsed";
 
-/// Everything the proxy and the admin listener share.
-pub(crate) struct Shared {
-    pub config: EdgeConfig,
-    pub cache_cfg: CacheConfig,
-    pub store: Arc<CacheStore<StoredResponse>>,
-    pub fills: FillMap<String>,
-    pub policy: PolicySlot,
-    pub purger: PurgeExecutor<StoredResponse>,
-    pub metrics: Arc<EdgeMetrics>,
-    /// The control consumer's status, when `[control]` is configured (for `GET /control`).
-    pub control: std::sync::OnceLock<Arc<crate::consumer::Status>>,
-    /// The origin clients (http and https), one per trust set.
-    client: OriginClients,
-}
-
-impl Shared {
-    pub fn new(config: EdgeConfig, policy: PolicySlot) -> anyhow::Result<Arc<Shared>> {
-        let mib = |m: u64| m.saturating_mul(1 << 20);
-        let store_cfg =
-            StoreConfig::new(mib(config.cache.capacity_mib)).with_max_object_bytes(mib(config.cache.max_object_mib));
-        let store = CacheStore::new(store_cfg, |v: &StoredResponse| u64::from(v.weight()))
-            .map_err(|e| anyhow::anyhow!("cache store: {e}"))?;
-        let store = Arc::new(store);
-        let fills = FillMap::new(FillConfig {
-            max_waiters: config.collapse.max_waiters,
-            wait_timeout: Duration::from_millis(config.collapse.wait_timeout_ms),
-            ..FillConfig::default()
-        });
-        let cache_cfg = CacheConfig {
-            honor_origin: config.cache.honor_origin,
-            default_ttl: config.cache.default_ttl_secs.map(Duration::from_secs),
-            honor_client_cache_control: config.cache.honor_client_cache_control,
-            cacheable_statuses: RFC_CACHEABLE_STATUSES.to_vec(),
-        };
-        let client = OriginClients::new(&config)?;
-        let metrics = Arc::new(EdgeMetrics::default());
-        let purger = PurgeExecutor::new(Arc::clone(&store), policy.clone(), Arc::clone(&metrics))
-            .with_query_mode(config.cache.query_mode);
-        let control = std::sync::OnceLock::new();
-        Ok(Arc::new(Shared { config, cache_cfg, store, fills, policy, purger, metrics, control, client }))
-    }
-
-    /// Sends `req` to `origin`, waiting at most its read timeout for the response head.
-    pub async fn send(&self, origin: &OriginConfig, req: Request<ProxyBody>) -> Result<Response<Incoming>, FillError> {
-        let started = Instant::now();
-        let result = self.send_timed(origin, req).await;
-        let outcome = match &result {
-            Ok(_) => OriginOutcome::Ok,
-            Err(FillError::Timeout) => OriginOutcome::Timeout,
-            Err(_) => OriginOutcome::Error,
-        };
-        self.metrics.origin(outcome, started.elapsed());
-        if let Err(e) = &result {
-            tracing::warn!(origin = %origin.url, error = %e, "origin request failed");
-        }
-        result
-    }
-
-    async fn send_timed(
-        &self,
-        origin: &OriginConfig,
-        req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, FillError> {
-        match tokio::time::timeout(origin.read_timeout(), self.client.for_origin(origin).request(req)).await {
-            Err(_) => Err(FillError::Timeout),
-            Ok(Err(e)) => {
-                let mut msg = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    msg = format!("{msg}: {s}");
-                    source = s.source();
-                }
-                Err(FillError::OriginFailed(msg))
-            }
-            Ok(Ok(resp)) => Ok(resp),
-        }
-    }
-
-    /// Stores a filled response under its key and `Vary` variant (and, for a varying response,
-    /// also as the key's base entry, which tells lookups which headers the key varies on).
-    pub fn store_response(&self, token: FillToken, key: &str, url: &str, host: &str, stored: StoredResponse) {
-        let meta =
-            EntryMeta::new(url, host).with_tags(stored.tags.clone()).with_keep_for(stored.keep_for(SystemTime::now()));
-        let varies = stored.headers.contains_key(header::VARY);
-        let pairs = stored.vary.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-        let variant = if varies { Variant::of_varying(pairs) } else { Variant::none() };
-        if varies {
-            let _ = self.store.insert_filled(token, key, &Variant::none(), meta.clone(), stored.clone());
-        }
-        if let Err(e) = self.store.insert_filled(token, key, &variant, meta, stored) {
-            tracing::debug!(key, error = %e, "response not stored");
-        }
-    }
-}
-
-/// An empty body.
-pub(crate) fn empty() -> ProxyBody {
-    Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync()
-}
-
-/// The origin URI for a request path.
-pub(crate) fn origin_uri(origin: &OriginConfig, path_and_query: &str) -> String {
-    format!("{}{}", origin.url.trim_end_matches('/'), path_and_query)
-}
-
-/// A request to the origin.
-pub(crate) fn origin_request(method: Method, uri: &str, headers: HeaderMap, body: ProxyBody) -> Request<ProxyBody> {
+/// A request to the origin at `uri` (from [`crate::config::OriginUrl::join`]).
+pub(crate) fn origin_request(method: Method, uri: Uri, headers: HeaderMap, body: ProxyBody) -> Request<ProxyBody> {
     let mut req = Request::new(body);
     *req.method_mut() = method;
-    *req.uri_mut() = uri.parse().unwrap_or_default();
+    *req.uri_mut() = uri;
     *req.headers_mut() = headers;
     req
 }
@@ -189,7 +72,7 @@ fn publish_stored(leader: FillLeader<String>, stored: &StoredResponse, kind: Cac
 pub(crate) struct FillJob {
     pub origin: OriginConfig,
     /// The origin URI.
-    pub uri: String,
+    pub uri: Uri,
     /// Headers for the origin request (hop-by-hop and client conditionals removed).
     pub headers: HeaderMap,
     pub key: String,
@@ -224,8 +107,9 @@ pub(crate) async fn run_fill(shared: Arc<Shared>, leader: FillLeader<String>, jo
     if let Some((_, conditional)) = &job.revalidate {
         headers.extend(conditional.clone());
     }
-    let (req_parts, ()) = origin_request(Method::GET, &job.uri, job.headers.clone(), empty()).map(|_| ()).into_parts();
-    let resp = match shared.send(&job.origin, origin_request(Method::GET, &job.uri, headers, empty())).await {
+    let (req_parts, ()) =
+        origin_request(Method::GET, job.uri.clone(), job.headers.clone(), empty()).map(|_| ()).into_parts();
+    let resp = match shared.send(&job.origin, origin_request(Method::GET, job.uri.clone(), headers, empty())).await {
         Ok(resp) => resp,
         Err(e) => {
             let status = e.status();

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::config::{EdgeConfig, OriginConfig};
-use crate::origin::ProxyBody;
+use crate::response::ProxyBody;
 
 /// One pooled origin client.
 pub(crate) type OriginClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;

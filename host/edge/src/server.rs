@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgepurge_policy_runtime::LoadedPolicy;
+use edgepurge_policy_runtime::{LoadedPolicy, PolicySlot};
 use edgepurge_tls::mtls::ReloadingServerConfig;
 use edgepurge_tls::Negotiated;
 use http::Request;
@@ -34,8 +34,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::EdgeConfig;
 use crate::consumer::Consumer;
-use crate::origin::Shared;
-use crate::policy_slot::PolicySlot;
+use crate::state::Shared;
 use crate::{admin, proxy};
 
 /// How long shutdown waits for in-flight requests.
@@ -61,7 +60,7 @@ impl Edge {
     pub fn new(config: EdgeConfig, policy: LoadedPolicy) -> anyhow::Result<Edge> {
         let tls = match &config.tls {
             Some(tls) => Some(
-                ReloadingServerConfig::without_client_auth(&tls.cert, &tls.key)
+                ReloadingServerConfig::without_client_auth(&tls.files.cert, &tls.files.key)
                     .map_err(|e| anyhow::anyhow!("[tls]: {e}"))?,
             ),
             None => None,

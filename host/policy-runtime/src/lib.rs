@@ -12,6 +12,9 @@
 //!   is not declared or the call failed (trap, deadline, memory cap, invalid return). The host
 //!   never panics or hangs because of a policy.
 //! - [`LoadedPolicy::builtin`] answers every hook with the defaults without any Wasm.
+//! - [`section`] — the `[policy]` section both roles configure ([`PolicySection`]) and its
+//!   loader ([`load_section_component`]); [`slot`] — a role's current policy ([`PolicySlot`]),
+//!   swapped without dropping calls.
 //!
 //! Start reading at [`policy`].
 
@@ -21,11 +24,15 @@ mod host;
 mod output;
 pub mod policy;
 pub mod returns;
+pub mod section;
+pub mod slot;
 mod types;
 pub mod validate;
 
 pub use failures::{FailureCounts, FailureKind};
 pub use policy::{DecisionSource, LoadedPolicy, Outcome};
+pub use section::{load_section, load_section_component, LoadedSection, PolicyLoadError, PolicySection};
+pub use slot::{sha256_hex, PolicySlot, PolicyStatus};
 
 use edgepurge_sdk::LogLevel;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -8,6 +8,7 @@
 //!   made with `builder_with_provider`, so no process-wide default provider is installed.
 //! - [`load_certs`], [`load_key`] — PEM files, with errors that name the file and what is wrong.
 //! - [`server_config`] — certificate chain + key, ALPN `h2` then `http/1.1`.
+//! - [`TlsSection`] — `[tls]` in both roles' configuration: the certificate chain and key files.
 //! - [`client_config`] — the Mozilla roots shipped by `webpki-roots` plus optional extra CA files,
 //!   ALPN `h2` then `http/1.1`.
 //!
@@ -43,6 +44,9 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 pub mod certs;
 pub mod mtls;
+mod section;
+
+pub use section::TlsSection;
 
 /// The rustls version this crate configures, re-exported so every user names the same types.
 pub use rustls;

@@ -309,7 +309,7 @@ mod tests {
             let edge = edgepurge_edge::config::EdgeConfig::load(&p.edge_path(i)).unwrap();
             assert_eq!((edge.origins[0].host.as_str(), edge.origins[0].url.as_str()), ("*", "http://127.0.0.1:8000"));
             let control = edge.control.expect("[control]");
-            assert_eq!(control.nodes, [format!("https://{}", p.queue)]);
+            assert_eq!(control.node_urls(), [format!("https://{}", p.queue)]);
             assert_eq!(control.cert, p.edges[i].files.cert);
         }
         let control = ControlConfig::load(&p.control_path()).unwrap();

@@ -11,15 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgepurge_edge_cache::{PurgeMode, Scope};
+use edgepurge_policy_runtime::sha256_hex;
 use edgepurge_sdk::Task;
 use edgepurge_wire::{EdgeFrame, Offset, QueueId, TaskFailure};
 use tokio::sync::Notify;
 
 use super::{now_ms, persisted_policy_paths, Inner};
-use crate::admin::{apply_task, TaskError};
 use crate::metrics::ControlMetrics;
-use crate::origin::Shared;
-use crate::policy_slot::sha256_hex;
+use crate::operations::{apply_task, TaskError};
+use crate::state::Shared;
 
 /// Tasks taken from the buffer per round: one durable watermark write and one Ack cover them all
 /// (a Tasks frame holds up to 1,000; with 200 per round, a million-URL batch to 4 edges took
@@ -114,7 +114,7 @@ pub(super) async fn trimmed(
     key: &str,
     queue: QueueId,
     first_retained: Offset,
-) -> Result<(), super::buffer::BufferError> {
+) -> Result<(), crate::receive_buffer::BufferError> {
     inner.shared.store.purge(&Scope::Everything, PurgeMode::Hard);
     tracing::warn!(
         node = %key, queue, first_retained,

@@ -284,7 +284,7 @@ async fn adopt(
     id: &str,
     resumed_empty: bool,
 ) -> Result<Option<String>, End> {
-    let others: Vec<String> = inner.section.nodes.iter().filter(|u| **u != node.url).cloned().collect();
+    let others: Vec<String> = inner.section.node_urls().into_iter().filter(|u| *u != node.url).collect();
     let (url, old, announced) = (node.url.clone(), key.to_owned(), id.to_owned());
     let id = announced.clone();
     let outcome = inner

@@ -2,7 +2,8 @@
 //! from every control node's queue server (mutual TLS, HTTP/2, `edgepurge-wire` frames), keeps
 //! what it received in a durable receive buffer, applies it and reports progress.
 //!
-//! - [`buffer`] — the SQLite receive buffer (tasks, per (node, queue) watermarks, events).
+//! - [`crate::receive_buffer`] — the SQLite receive buffer (tasks, per (node, queue) watermarks,
+//!   events), with [`crate::control_status`] what `GET /control` reports.
 //! - `connection` — one task per node: connect, `Hello` with the resume offsets, store `Tasks`
 //!   before acknowledging them, heartbeats, reconnect with back-off.
 //! - `apply` — one worker per (node, queue), woken by the receive path, applying in offset order
@@ -11,7 +12,6 @@
 //! An edge without `[control]` runs standalone and none of this starts.
 
 mod apply;
-pub mod buffer;
 mod connection;
 
 use std::collections::HashMap;
@@ -21,95 +21,18 @@ use std::time::Duration;
 
 use edgepurge_tls::mtls::{ClientFiles, ReloadingClientConfig};
 use edgepurge_wire::QueueId;
-use serde_json::json;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-use crate::config::{ControlNode, ControlSection};
+use crate::config::ControlSection;
+use crate::control_status::ControlStatus;
 use crate::metrics::ControlMetrics;
-use crate::origin::Shared;
-use buffer::{ReceiveBuffer, SharedBuffer};
+use crate::receive_buffer::{ReceiveBuffer, SharedBuffer};
+use crate::state::Shared;
 
 /// How long shutdown waits for the consumer's tasks before aborting them (an applier cut short
 /// re-applies its batch after the restart: purges are idempotent).
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What one node's connection reports, for `GET /control`.
-#[derive(Debug, Default)]
-struct NodeState {
-    connected: bool,
-    control_id: Option<String>,
-    /// The buffer key of its offsets (the control id, or `id@url` when two nodes share an id).
-    key: Option<String>,
-    last_error: Option<String>,
-    connects: u64,
-}
-
-/// The consumer's state as `GET /control` shows it.
-pub(crate) struct Status {
-    buffer: SharedBuffer,
-    nodes: Vec<(String, Mutex<NodeState>)>,
-}
-
-impl Status {
-    /// The JSON of `GET /control`: per node its connection and per queue its watermarks, the
-    /// buffer's use and the latest events.
-    pub async fn report(&self) -> serde_json::Value {
-        let nodes: Vec<(String, NodeState)> = self
-            .nodes
-            .iter()
-            .map(|(url, state)| {
-                let s = state.lock().unwrap_or_else(|e| e.into_inner());
-                let copy = NodeState {
-                    control_id: s.control_id.clone(),
-                    key: s.key.clone(),
-                    last_error: s.last_error.clone(),
-                    ..*s
-                };
-                (url.clone(), copy)
-            })
-            .collect();
-        let keys: Vec<(String, Option<String>)> = nodes.iter().map(|(url, s)| (url.clone(), s.key.clone())).collect();
-        let stored = self
-            .buffer
-            .call(move |b| {
-                let mut per_node = Vec::new();
-                for (url, id) in keys {
-                    let key = match id {
-                        Some(id) => id,
-                        None => b.node_key(&url)?.unwrap_or(url),
-                    };
-                    per_node.push((key.clone(), b.watermarks(&key)?));
-                }
-                Ok((per_node, b.capacity(), b.used(), b.events(10)?))
-            })
-            .await;
-        let (per_node, capacity, used, events) = match stored {
-            Ok(stored) => stored,
-            Err(e) => return json!({ "enabled": true, "error": e.to_string() }),
-        };
-        let nodes: Vec<_> = nodes
-            .into_iter()
-            .zip(per_node)
-            .map(|((url, s), (key, queues))| {
-                json!({
-                    "url": url, "connected": s.connected, "control_id": s.control_id, "key": key,
-                    "connects": s.connects, "last_error": s.last_error, "queues": queues,
-                })
-            })
-            .collect();
-        json!({
-            "enabled": true,
-            "buffer": { "capacity": capacity, "used": used, "free": capacity.saturating_sub(used) },
-            "nodes": nodes,
-            "events": events,
-        })
-    }
-
-    fn node(&self, index: usize) -> std::sync::MutexGuard<'_, NodeState> {
-        self.nodes[index].1.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
 
 /// What the appliers of one node key tell its connection: an Ack is due (the failure reports
 /// travel through the receive buffer).
@@ -124,7 +47,7 @@ struct Inner {
     section: ControlSection,
     buffer: SharedBuffer,
     tls: ReloadingClientConfig,
-    status: Arc<Status>,
+    status: Arc<ControlStatus>,
     links: Mutex<HashMap<String, Arc<Link>>>,
     appliers: Mutex<HashMap<(String, QueueId), Arc<Notify>>>,
     tasks: Mutex<JoinSet<()>>,
@@ -185,8 +108,7 @@ impl Consumer {
         let (dir, capacity) = (section.state_dir.clone(), section.buffer_bytes);
         let buffer = tokio::task::spawn_blocking(move || ReceiveBuffer::open(&dir, capacity)).await??;
         let buffer = SharedBuffer::new(buffer);
-        let nodes = section.nodes.iter().map(|url| (url.clone(), Mutex::new(NodeState::default()))).collect();
-        let status = Arc::new(Status { buffer: buffer.clone(), nodes });
+        let status = Arc::new(ControlStatus::new(buffer.clone(), section.node_urls()));
         let _ = shared.control.set(Arc::clone(&status));
         apply::load_persisted_policy(&shared, &section.state_dir).await;
         let (stop, stop_rx) = watch::channel(false);
@@ -218,12 +140,11 @@ impl Consumer {
                 tracing::error!(error = %e, "cannot read the receive buffer; received tasks wait for the next frame")
             }
         }
-        let nodes: Vec<ControlNode> = inner.section.parsed_nodes();
-        for (index, node) in nodes.into_iter().enumerate() {
+        for (index, node) in inner.section.nodes.clone().into_iter().enumerate() {
             let task_inner = Arc::clone(&inner);
             inner.spawn(connection::run_node(task_inner, node, index));
         }
-        tracing::info!(nodes = ?inner.section.nodes, state_dir = %inner.section.state_dir.display(), "control consumer started");
+        tracing::info!(nodes = ?inner.section.node_urls(), state_dir = %inner.section.state_dir.display(), "control consumer started");
         Running { inner, stop }
     }
 }

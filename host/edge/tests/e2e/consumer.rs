@@ -4,7 +4,7 @@
 //! harmless; `Trimmed` purges everything; policies are verified, installed, reported and kept
 //! across a restart; a dropped connection is re-established.
 
-use edgepurge_edge::policy_slot::sha256_hex;
+use edgepurge_policy_runtime::sha256_hex;
 use edgepurge_wire::{ControlFrame, EdgeFrame, TaskFailure, WireTask, WireTaskKind};
 use http::Method;
 use tempfile::TempDir;

@@ -24,10 +24,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use edgepurge_edge::config::EdgeConfig;
-use edgepurge_edge::policy_slot::PolicySlot;
 use edgepurge_edge::server::Edge;
 use edgepurge_policy_runtime::policy::PolicyOptions;
-use edgepurge_policy_runtime::{LoadedPolicy, PolicyRuntime};
+use edgepurge_policy_runtime::{LoadedPolicy, PolicyRuntime, PolicySlot};
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;

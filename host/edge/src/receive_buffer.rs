@@ -422,5 +422,5 @@ impl SharedBuffer {
 }
 
 #[cfg(test)]
-#[path = "buffer_tests.rs"]
+#[path = "receive_buffer_tests.rs"]
 mod tests;

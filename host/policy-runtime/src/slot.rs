@@ -1,41 +1,18 @@
-//! The edge's current policy, swappable without dropping requests: callers clone the `Arc`
-//! and keep using the policy they started with, while new requests see the replacement.
+//! The current policy of a role, swappable without dropping calls: callers clone the `Arc` and
+//! keep using the policy they started with, while new requests and tasks see the replacement.
 //!
-//! A replacement comes from the configured file (`[policy] path`, re-read on SIGHUP or
-//! `POST /policy/reload`) or from bytes uploaded to `PUT /policy`. It is loaded and validated
-//! in full by the policy runtime before it is installed; a rejected policy leaves the current
-//! one serving.
+//! A replacement comes from the configured file (the edge's `[policy] path`, re-read on SIGHUP
+//! or `POST /policy/reload`; control's `PUT /v1/policy`) or from bytes uploaded or received
+//! from control. It is loaded and validated in full by the runtime before it is installed; a
+//! rejected policy leaves the current one serving.
 
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
-use edgepurge_policy_runtime::policy::PolicyOptions;
-use edgepurge_policy_runtime::{LoadedPolicy, PolicyRuntime};
 use serde::Serialize;
 
-use crate::config::PolicySection;
-
-/// Why a policy could not be installed (the current one keeps serving).
-#[derive(Debug, thiserror::Error)]
-pub enum PolicyLoadError {
-    /// The configured file could not be read.
-    #[error("cannot read policy {path}: {source} (built policies are in target/policies/)")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The runtime refused the component.
-    #[error("policy {from} rejected: {source}")]
-    Rejected {
-        /// Where it came from (a path or `upload`).
-        from: String,
-        /// The runtime's reason.
-        source: edgepurge_policy_runtime::Error,
-    },
-}
+use crate::section::{load_bytes, load_section_component, PolicyLoadError, PolicySection};
+use crate::LoadedPolicy;
 
 /// What is serving: the policy's `describe` and where it came from.
 #[derive(Debug, Clone, Serialize)]
@@ -155,44 +132,4 @@ impl PolicySlot {
         self.install(policy, source.to_owned(), Some(sha256_hex(bytes)));
         Ok(self.status())
     }
-}
-
-/// Loads the policy a `[policy]` section names: its file, or the built-in defaults. Returns the
-/// policy and its source (`builtin` or the path).
-pub async fn load_section(section: &PolicySection) -> Result<(LoadedPolicy, String), PolicyLoadError> {
-    load_section_component(section).await.map(|loaded| (loaded.policy, loaded.source))
-}
-
-/// A policy loaded from a `[policy]` section, with the component's bytes as read.
-pub struct LoadedSection {
-    /// The validated policy.
-    pub policy: LoadedPolicy,
-    /// `builtin` or the file's path.
-    pub source: String,
-    /// The component (none for the built-in defaults): what a control node sends its edges.
-    pub bytes: Option<Vec<u8>>,
-}
-
-/// [`load_section`] keeping the component's bytes: the file is read once, so what is sent to
-/// edges is exactly what was validated and installed.
-pub async fn load_section_component(section: &PolicySection) -> Result<LoadedSection, PolicyLoadError> {
-    let Some(path) = &section.path else {
-        let policy = LoadedPolicy::builtin(section.config.clone());
-        return Ok(LoadedSection { policy, source: "builtin".to_owned(), bytes: None });
-    };
-    let from = path.display().to_string();
-    let bytes = read(path).await?;
-    Ok(LoadedSection { policy: load_bytes(&bytes, section, &from).await?, source: from, bytes: Some(bytes) })
-}
-
-async fn read(path: &PathBuf) -> Result<Vec<u8>, PolicyLoadError> {
-    tokio::fs::read(path).await.map_err(|source| PolicyLoadError::Read { path: path.display().to_string(), source })
-}
-
-async fn load_bytes(bytes: &[u8], section: &PolicySection, from: &str) -> Result<LoadedPolicy, PolicyLoadError> {
-    let options = PolicyOptions { config: section.config.clone(), ..PolicyOptions::default() };
-    PolicyRuntime::shared()
-        .load(bytes, options)
-        .await
-        .map_err(|source| PolicyLoadError::Rejected { from: from.to_owned(), source })
 }

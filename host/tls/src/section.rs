@@ -1,0 +1,31 @@
+//! `[tls]`: the certificate files of a TLS listener, as both roles configure them (control's API,
+//! the edge's TLS proxy listener, which adds its `listen` address).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The certificate chain and key a TLS listener presents (loaded by [`crate::server_config`] or
+/// [`crate::mtls::ReloadingServerConfig::without_client_auth`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1; not encrypted).
+    pub key: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cert_and_key_are_required_and_unknown_keys_refused() {
+        let tls: TlsSection = toml::from_str("cert = \"c.pem\"\nkey = \"k.pem\"\n").unwrap();
+        assert_eq!(tls, TlsSection { cert: "c.pem".into(), key: "k.pem".into() });
+        assert!(toml::from_str::<TlsSection>("cert = \"c.pem\"\n").unwrap_err().to_string().contains("key"));
+        let err = toml::from_str::<TlsSection>("cert = \"c\"\nkey = \"k\"\nkee = 1\n").unwrap_err().to_string();
+        assert!(err.contains("kee"), "{err}");
+    }
+}
