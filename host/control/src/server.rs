@@ -1,6 +1,7 @@
 //! Starting the control role: open the store, load the policy, bind the API (TLS through
 //! `edgepurge-tls`, or plain HTTP on loopback only) and the queue server when `[queue-server]`
-//! is set, and serve until shutdown: then the edge streams end and the API drains.
+//! is set, and serve until shutdown (through `edgepurge-serve`'s accept loop): then the edge
+//! streams end and the API drains.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,16 +11,12 @@ use std::time::Duration;
 
 use axum::Router;
 use edgepurge_control_store::{ControlStore, SqliteStore};
+use edgepurge_serve::{Accepted, ConnectionService, Server, Timeouts};
 use edgepurge_tls::mtls::ReloadingServerConfig;
-use edgepurge_tls::Negotiated;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 
 use crate::api::router;
 use crate::background;
@@ -29,12 +26,8 @@ use crate::hub::PublishedPolicy;
 use crate::queue_server::QueueServer;
 use crate::state::{AppState, QueueState};
 
-/// A TLS handshake longer than this is dropped, so silent clients cannot pile up.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the queues are observed for health and send history when nobody asks.
 const OBSERVE_EVERY: Duration = Duration::from_secs(1);
-/// How long shutdown waits for requests in flight (a large bulk submission included).
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why the control role could not start.
 #[derive(Debug, thiserror::Error)]
@@ -171,64 +164,22 @@ impl BoundControl {
         self.tls.is_some()
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and waits (up to 60 s) for the
-    /// requests in flight, so a submission being appended is answered.
+    /// Serves until `shutdown` completes, then stops accepting and waits (up to
+    /// [`Timeouts::CONTROL_API`]'s drain, 60 s) for the requests in flight, so a submission being
+    /// appended is answered.
     pub async fn serve(self, shutdown: impl Future) {
         let BoundControl { listener, tls, router, background, queue_server, state: _ } = self;
         let queue_server = queue_server.map(|q| (q.stop, tokio::spawn(q.run)));
-        let builder = auto::Builder::new(TokioExecutor::new());
-        let graceful = GracefulShutdown::new();
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Usually EMFILE: back off briefly rather than spin.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
-                _ = &mut shutdown => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let service = TowerToHyperService::new(router.clone());
-            let (builder, watcher) = (builder.clone(), graceful.watcher());
-            // The current config per connection: a renewed certificate applies to the next one.
-            let acceptor = tls.as_ref().map(|tls| TlsAcceptor::from(tls.current()));
-            tokio::spawn(async move {
-                let result = match acceptor {
-                    Some(acceptor) => {
-                        let (stream, negotiated) =
-                            match edgepurge_tls::accept(&acceptor, stream, HANDSHAKE_TIMEOUT).await {
-                                Ok(accepted) => accepted,
-                                Err(e) => return tracing::debug!(%peer, error = %e, "TLS connection dropped"),
-                            };
-                        let builder = match negotiated {
-                            Negotiated::Http2 => builder.http2_only(),
-                            Negotiated::Http1 => builder.http1_only(),
-                            Negotiated::Unknown => builder,
-                        };
-                        watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await
-                    }
-                    None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await,
-                };
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            });
-        }
-        drop(listener);
+        let server = Server::new("control", Timeouts::CONTROL_API).listen((), listener, tls);
+        let connect = move |_: Accepted<'_, ()>| Some(ConnectionService::new(TowerToHyperService::new(router.clone())));
+        let draining = server.serve(connect, shutdown).await;
         // Edge streams first: they would otherwise hold the drain open until their edges leave.
         if let Some((stop, task)) = queue_server {
             let _ = stop.send(true);
             let _ = task.await;
         }
         tracing::info!("control shutting down: draining requests in flight");
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
-            tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; closing");
-        }
+        draining.drain().await;
         for task in background {
             task.abort();
         }

@@ -1,6 +1,7 @@
 //! The edge's listeners: the proxy (HTTP/1.1 and HTTP/2 cleartext, hyper-util's auto server),
 //! with `[tls]` the same proxy over TLS (HTTP/2 or HTTP/1.1 by ALPN; rustls set up by
-//! `edgepurge-tls`), and the admin listener (see `admin`), with graceful shutdown. With
+//! `edgepurge-tls`), and the admin listener (see `admin`), served by `edgepurge-serve`'s accept
+//! loop with its default timeouts and graceful shutdown. With
 //! `[control]`, the control consumer (see [`crate::consumer`]) starts with the listeners and
 //! stops on shutdown.
 //!
@@ -21,26 +22,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgepurge_policy_runtime::{LoadedPolicy, PolicySlot};
+use edgepurge_serve::{Accepted, ConnectionService, Server, Timeouts};
 use edgepurge_tls::mtls::ReloadingServerConfig;
-use edgepurge_tls::Negotiated;
 use http::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
+use tokio::net::TcpListener;
 
 use crate::config::EdgeConfig;
 use crate::consumer::Consumer;
 use crate::state::Shared;
 use crate::{admin, proxy};
-
-/// How long shutdown waits for in-flight requests.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a TLS client may take to complete its handshake before its connection is closed.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the edge until `shutdown` completes, then drains in-flight requests.
 pub async fn run(config: EdgeConfig, policy: LoadedPolicy, shutdown: impl Future) -> anyhow::Result<()> {
@@ -106,14 +98,6 @@ struct TlsListener {
     config: ReloadingServerConfig,
 }
 
-/// Accepts on the TLS listener, or never completes when there is none.
-async fn accept_tls(tls: Option<&TlsListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
-    match tls {
-        Some(tls) => tls.listener.accept().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// The edge with bound listeners.
 pub struct BoundEdge {
     shared: Arc<Shared>,
@@ -146,7 +130,7 @@ impl BoundEdge {
     }
 
     /// Serves the listeners until `shutdown` completes; then stops accepting and waits (up to
-    /// 30 s) for the requests in flight, TLS connections included.
+    /// [`Timeouts::DEFAULT`]'s drain, 30 s) for the requests in flight, TLS connections included.
     pub async fn serve(self, shutdown: impl Future) -> anyhow::Result<()> {
         let tls_addr = self.tls_addr();
         let BoundEdge { shared, proxy, admin, tls, consumer } = self;
@@ -155,28 +139,18 @@ impl BoundEdge {
             None => None,
         };
         let _sweeper = shared.store.spawn_sweeper(Duration::from_secs(1), 10_000)?;
-        let builder = auto::Builder::new(TokioExecutor::new());
-        let graceful = GracefulShutdown::new();
         tracing::info!(proxy = %proxy.local_addr()?, admin = %admin.local_addr()?, tls = ?tls_addr, "edge listening");
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let (stream, is_admin, acceptor) = tokio::select! {
-                accepted = proxy.accept() => (accepted, false, None),
-                accepted = admin.accept() => (accepted, true, None),
-                accepted = accept_tls(tls.as_ref()) => (accepted, false, tls.as_ref().map(|t| TlsAcceptor::from(t.config.current()))),
-                _ = &mut shutdown => break,
-            };
-            let (stream, peer) = match stream {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let shared = Arc::clone(&shared);
-            let service = service_fn(move |req: Request<Incoming>| {
+        let mut server = Server::new("edge", Timeouts::DEFAULT).listen(Listener::Proxy, proxy, None).listen(
+            Listener::Admin,
+            admin,
+            None,
+        );
+        if let Some(tls) = tls {
+            server = server.listen(Listener::Proxy, tls.listener, Some(tls.config));
+        }
+        let connect = move |accepted: Accepted<'_, Listener>| {
+            let (shared, is_admin, peer) = (Arc::clone(&shared), accepted.listener == Listener::Admin, accepted.peer);
+            Some(ConnectionService::new(service_fn(move |req: Request<Incoming>| {
                 let shared = Arc::clone(&shared);
                 async move {
                     let resp = if is_admin {
@@ -186,45 +160,21 @@ impl BoundEdge {
                     };
                     Ok::<_, Infallible>(resp)
                 }
-            });
-            if let Some(acceptor) = acceptor {
-                // The handshake runs in the connection's own task, bounded, so a slow or silent
-                // client never holds up accepting; the watcher makes shutdown wait for it too.
-                let (builder, watcher) = (builder.clone(), graceful.watcher());
-                tokio::spawn(async move {
-                    let (stream, negotiated) = match edgepurge_tls::accept(&acceptor, stream, HANDSHAKE_TIMEOUT).await {
-                        Ok(accepted) => accepted,
-                        Err(e) => return tracing::debug!(%peer, error = %e, "TLS connection dropped"),
-                    };
-                    // Serve the protocol ALPN chose; without ALPN, detect it from the preface.
-                    let builder = match negotiated {
-                        Negotiated::Http2 => builder.http2_only(),
-                        Negotiated::Http1 => builder.http1_only(),
-                        Negotiated::Unknown => builder,
-                    };
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(error = %e, "TLS connection ended with an error");
-                    }
-                });
-                continue;
-            }
-            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-            });
-        }
-        drop((proxy, admin, tls));
+            })))
+        };
+        let draining = server.serve(connect, shutdown).await;
         if let Some(consumer) = consumer {
             consumer.stop().await;
         }
         tracing::info!("edge shutting down: draining requests in flight");
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
-            tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; closing");
-        }
+        draining.drain().await;
         Ok(())
     }
+}
+
+/// Which listener a connection came from: the proxy (plain or TLS) or the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    Proxy,
+    Admin,
 }

@@ -32,17 +32,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use edgepurge_control_store::ControlStore;
+use edgepurge_serve::{Accepted, ConnectionService, Refused, Server, Timeouts};
 use edgepurge_tls::mtls::{Refusal, ReloadingServerConfig, ServerFiles};
 use edgepurge_tls::rustls::pki_types::CertificateDer;
 use edgepurge_tls::HandshakeError;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio_rustls::TlsAcceptor;
 
 use crate::config::QueueServerSection;
 use crate::state::QueueState;
@@ -52,13 +50,9 @@ use session::SessionConfig;
 pub const STREAM_PATH: &str = "/v1/stream";
 /// The content type of both bodies.
 pub const CONTENT_TYPE: &str = "application/x-edgepurge-frames";
-/// A client certificate handshake longer than this is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a connected edge's certificate is checked again against the current CA, CRL and
 /// allow-list.
 const RECHECK_CLIENT: Duration = Duration::from_secs(2);
-/// How long shutdown waits for connections to close after their streams ended.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames queued towards hyper per stream; the session's own outbox holds the rest.
 const CHANNEL_FRAMES: usize = 16;
 
@@ -121,72 +115,48 @@ impl QueueServer {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` turns true, then ends every stream and waits (briefly) for the
-    /// connections to close.
-    pub async fn serve<S: ControlStore + 'static>(
-        self,
-        state: Arc<QueueState<S>>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    /// Serves until `shutdown` turns true, then ends every stream and waits (briefly:
+    /// [`Timeouts::QUEUE_SERVER`]'s drain) for the connections to close.
+    pub async fn serve<S: ControlStore + 'static>(self, state: Arc<QueueState<S>>, shutdown: watch::Receiver<bool>) {
         let QueueServer { listener, tls, session } = self;
-        let graceful = GracefulShutdown::new();
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "queue server: accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
-                _ = stopped(&mut shutdown) => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let acceptor = TlsAcceptor::from(tls.current());
-            let (state, session, watcher, shutdown, tls) =
-                (state.clone(), session.clone(), graceful.watcher(), shutdown.clone(), tls.clone());
-            tokio::spawn(async move {
-                let stream = match edgepurge_tls::accept(&acceptor, stream, HANDSHAKE_TIMEOUT).await {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        let (reason, message) = refusal(&e);
-                        state.queue.metrics.refused(reason);
-                        return tracing::warn!(%peer, reason, "queue server refused a handshake: {message}");
-                    }
-                };
-                let Some(edge) = edgepurge_tls::mtls::peer_edge_name(stream.get_ref().1) else {
-                    state.queue.metrics.refused("no_edge_name");
-                    return tracing::warn!(%peer, "queue server refused a client certificate without an edge name");
-                };
-                let chain = stream.get_ref().1.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
-                let (edge_name, metrics_state) = (edge.clone(), state.clone());
-                let service = hyper::service::service_fn(move |req| {
-                    let (state, session, edge, shutdown) =
-                        (state.clone(), session.clone(), edge.clone(), shutdown.clone());
-                    async move { Ok::<_, Infallible>(handle(state, session, edge, peer, shutdown, req)) }
-                });
-                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service);
-                tokio::select! {
-                    served = watcher.watch(conn) => if let Err(e) = served {
-                        tracing::debug!(%peer, error = %e, "queue connection ended with an error");
-                    },
-                    // Dropping the connection ends the stream; the edge's reconnect then meets
-                    // the new files at its handshake.
-                    refusal = no_longer_trusted(&tls, &chain) => {
-                        metrics_state.queue.metrics.refused(refusal.label());
-                        tracing::warn!(%peer, edge = %edge_name, reason = refusal.label(),
-                            "closing the stream of a connected edge whose certificate no longer passes: {refusal}");
-                    }
-                }
+        let refused_state = state.clone();
+        let server = Server::new("queue server", Timeouts::QUEUE_SERVER)
+            .http2_only()
+            .listen((), listener, Some(tls.clone()))
+            .on_refused(move |refused: Refused<'_, ()>| {
+                let (reason, message) = refusal(refused.error);
+                refused_state.queue.metrics.refused(reason);
+                tracing::warn!(peer = %refused.peer, reason, "queue server refused a handshake: {message}");
             });
-        }
-        drop(listener);
+        let streams_end = shutdown.clone();
+        let connect = move |accepted: Accepted<'_, ()>| {
+            let peer = accepted.peer;
+            let chain = accepted.tls.map(|tls| tls.certificates).unwrap_or_default();
+            let Some(edge) = chain.first().and_then(edgepurge_tls::certs::edge_name) else {
+                state.queue.metrics.refused("no_edge_name");
+                tracing::warn!(%peer, "queue server refused a client certificate without an edge name");
+                return None;
+            };
+            let (edge_name, metrics_state, tls, chain) = (edge.clone(), state.clone(), tls.clone(), chain.to_vec());
+            let (state, session, shutdown) = (state.clone(), session.clone(), streams_end.clone());
+            let service = hyper::service::service_fn(move |req| {
+                let (state, session, edge, shutdown) = (state.clone(), session.clone(), edge.clone(), shutdown.clone());
+                async move { Ok::<_, Infallible>(handle(state, session, edge, peer, shutdown, req)) }
+            });
+            // Closing the connection ends the stream; the edge's reconnect then meets the new
+            // files at its handshake.
+            let untrusted = async move {
+                let refusal = no_longer_trusted(&tls, &chain).await;
+                metrics_state.queue.metrics.refused(refusal.label());
+                tracing::warn!(%peer, edge = %edge_name, reason = refusal.label(),
+                    "closing the stream of a connected edge whose certificate no longer passes: {refusal}");
+            };
+            Some(ConnectionService::new(service).close_when(untrusted))
+        };
+        let mut shutdown = shutdown;
+        let draining = server.serve(connect, async move { stopped(&mut shutdown).await }).await;
         tracing::info!("queue server shutting down: ending edge streams");
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
-            tracing::warn!("queue connections still open after {DRAIN_TIMEOUT:?}; closing");
-        }
+        draining.drain().await;
     }
 }
 
