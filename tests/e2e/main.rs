@@ -4,5 +4,6 @@
 mod cli;
 mod edge_cli;
 mod hostile;
+mod layering;
 mod policy_cases;
 mod runtime;

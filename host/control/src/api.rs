@@ -3,7 +3,7 @@
 //!
 //! | route | auth | answers |
 //! |---|---|---|
-//! | `POST /v1/purges` | token, rate-limited | 202 `{id, tasks, queued_at}`; 400, 401, 403, 415, 429, 503 |
+//! | `POST /v1/purges` | token, rate-limited | 202 `{id, tasks, folded, queued_at, replayed}`; 400, 401, 403, 415, 429, 503 |
 //! | `GET /v1/purges/{id}` | token (its own batches; admin: all) | 200 progress; 401, 404 |
 //! | `GET /v1/policy`, `PUT /v1/policy` | token; PUT: admin | 200 the policy; 400, 401, 403 |
 //! | `DELETE /v1/edges/{name}` | admin | 200; 401, 403, 404 |

@@ -23,7 +23,7 @@
 //! - [`state`] — `QueueState` (store and hub: all the queue server sees) and the API's `AppState`.
 //! - [`authenticated`] — the `Authenticated` extractor: the request's token, or a 401.
 //! - [`tasks`] — the task generator: JSON or streamed bulk bodies → validated, normalised
-//!   (with the edge's own `normalize_task`), de-duplicated tasks.
+//!   (with `edgepurge_purge_model::normalize_task`, the same as the edge), de-duplicated tasks.
 //! - [`select`] — queue choice through the policy's `select-queue`, per chunk of 1,000 tasks; the
 //!   expected wait the API reports.
 //! - [`progress`] — a batch's status document (`edgepurge_api::BatchStatus`) from the watermarks.

@@ -1,8 +1,9 @@
 //! The task generator: purge requests (a JSON body, or a bulk body read line by line) become
 //! validated, normalised, de-duplicated tasks, checked against the token's hosts as they come.
 //!
-//! Targets are normalised with the edge's own [`normalize_task`], so control stores exactly the
-//! keys the edge stores and purges (scheme-independent `http://` URLs, ARCHITECTURE invariant 6).
+//! Targets are normalised with [`normalize_task`] (`edgepurge-purge-model`, which the edge uses
+//! too), so control stores exactly the keys the edge stores and purges (scheme-independent
+//! `http://` URLs, ARCHITECTURE invariant 6).
 
 use std::collections::HashSet;
 
