@@ -241,15 +241,10 @@ impl ControlConfig {
             other => other,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let rebase = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
+        let rebase = |p: &mut PathBuf| edgepurge_tls::resolve_against(p, base);
         rebase(&mut config.database);
         if let Some(tls) = &mut config.tls {
-            rebase(&mut tls.cert);
-            rebase(&mut tls.key);
+            tls.resolve_against(base);
         }
         if let Some(policy) = &mut config.policy.path {
             rebase(policy);

@@ -435,14 +435,9 @@ impl EdgeConfig {
     /// Makes every relative path relative to `base` (the config file's directory): the TLS
     /// files, the policy, the control files and state directory, the origins' CA files.
     fn resolve_paths(&mut self, base: &Path) {
-        let rebase = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
+        let rebase = |p: &mut PathBuf| edgepurge_tls::resolve_against(p, base);
         if let Some(tls) = &mut self.tls {
-            rebase(&mut tls.files.cert);
-            rebase(&mut tls.files.key);
+            tls.files.resolve_against(base);
         }
         if let Some(policy) = &mut self.policy.path {
             rebase(policy);

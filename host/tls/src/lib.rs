@@ -46,7 +46,7 @@ pub mod certs;
 pub mod mtls;
 mod section;
 
-pub use section::TlsSection;
+pub use section::{resolve_against, TlsSection};
 
 /// The rustls version this crate configures, re-exported so every user names the same types.
 pub use rustls;

@@ -1,7 +1,7 @@
 //! `[tls]`: the certificate files of a TLS listener, as both roles configure them (control's API,
 //! the edge's TLS proxy listener, which adds its `listen` address).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -16,6 +16,23 @@ pub struct TlsSection {
     pub key: PathBuf,
 }
 
+impl TlsSection {
+    /// Makes the certificate and key paths, when relative, relative to `dir` (the directory of
+    /// the config file they were read from), as both roles resolve their files.
+    pub fn resolve_against(&mut self, dir: &Path) {
+        resolve_against(&mut self.cert, dir);
+        resolve_against(&mut self.key, dir);
+    }
+}
+
+/// `path` made relative to `dir` when it is relative: how both roles' config files name files
+/// next to themselves.
+pub fn resolve_against(path: &mut PathBuf, dir: &Path) {
+    if path.is_relative() {
+        *path = dir.join(&*path);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -27,5 +44,12 @@ mod tests {
         assert!(toml::from_str::<TlsSection>("cert = \"c.pem\"\n").unwrap_err().to_string().contains("key"));
         let err = toml::from_str::<TlsSection>("cert = \"c\"\nkey = \"k\"\nkee = 1\n").unwrap_err().to_string();
         assert!(err.contains("kee"), "{err}");
+    }
+
+    #[test]
+    fn relative_files_resolve_against_the_config_directory() {
+        let mut tls = TlsSection { cert: "c.pem".into(), key: "/abs/k.pem".into() };
+        tls.resolve_against(Path::new("/etc/edgepurge"));
+        assert_eq!(tls, TlsSection { cert: "/etc/edgepurge/c.pem".into(), key: "/abs/k.pem".into() });
     }
 }
