@@ -34,8 +34,8 @@ use serde::{Deserialize, Serialize};
 pub use edgepurge_sdk::TaskKind;
 pub use purge::{Accepted, BatchSpan, BatchState, BatchStatus, EdgeProgress, FailureReport};
 pub use views::{
-    Decommissioned, EdgeApplied, EdgeList, EdgePolicyReport, EdgeQueue, EdgeState, QueueList, QueueState, RecordEntry,
-    RecordPage,
+    Decommissioned, EdgeApplied, EdgeEventReport, EdgeList, EdgePolicyReport, EdgeQueue, EdgeState, QueueList,
+    QueueState, RecordEntry, RecordPage,
 };
 
 /// A document of the API: a JSON body with a schema of its own in the OpenAPI document.

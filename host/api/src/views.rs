@@ -114,6 +114,10 @@ pub struct EdgeApplied {
     pub edge: String,
     /// Whether its watermark on the carrying task's queue reached the task.
     pub applied: bool,
+    /// The latest event of the edge's positions since the request was accepted (control refused
+    /// its positions and it purged everything, a watermark was refused, its buffer was replaced);
+    /// `null` when there was none.
+    pub note: Option<String>,
 }
 
 impl Document for RecordPage {
@@ -132,7 +136,14 @@ impl Document for RecordPage {
                 queue: 1,
                 offset: 9,
                 folded: true,
-                edges: vec![EdgeApplied { edge: "edge-1".into(), applied: true }],
+                edges: vec![EdgeApplied {
+                    edge: "edge-1".into(),
+                    applied: true,
+                    note: Some(
+                        "receive buffer damaged (database disk image is malformed): moved aside, purged everything"
+                            .into(),
+                    ),
+                }],
             }],
             next: Some(12),
         }
@@ -169,6 +180,21 @@ pub struct EdgeState {
     pub policy: Option<EdgePolicyReport>,
     /// One entry per queue, in index order.
     pub queues: Vec<EdgeQueue>,
+    /// What happened to its positions, newest first (at most 5): control refused them (the edge
+    /// purged everything and started over), refused a watermark beyond what was sent, or the
+    /// edge reported a notice (its receive buffer was damaged and replaced).
+    pub events: Vec<EdgeEventReport>,
+}
+
+/// One event of an edge's positions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeEventReport {
+    /// When (RFC 3339).
+    pub at: String,
+    /// `positions-reset`, `watermark-refused` or `edge-notice`.
+    pub kind: String,
+    /// What happened and what it did to the edge's cache.
+    pub message: String,
 }
 
 /// The outcome of an edge loading the policy this control node sent it.
@@ -229,6 +255,14 @@ impl Document for EdgeList {
                     lag: 2,
                     stream_received: Some(11),
                     stream_applied: Some(10),
+                }],
+                events: vec![EdgeEventReport {
+                    at: "2026-11-22T01:00:30.000Z".into(),
+                    kind: "positions-reset".into(),
+                    message: "edge edge-1 resumed with offsets of log 0123…, but this control node's log is 4567… \
+                              (its database was replaced or re-created): the edge purged everything and starts at \
+                              the log's start"
+                        .into(),
                 }],
             }],
         }

@@ -191,6 +191,48 @@ pub struct Edge {
     pub policy: Option<(EdgePolicy, Millis)>,
 }
 
+/// Something that happened to an edge's positions, kept for `GET /v1/edges` (issue 14).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeEvent {
+    /// The edge.
+    pub edge: String,
+    /// When, milliseconds since the Unix epoch.
+    pub at: Millis,
+    /// What kind of event.
+    pub kind: EdgeEventKind,
+    /// What happened and what it did to the edge's cache, for operators.
+    pub message: String,
+}
+
+/// The kinds of [`EdgeEvent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdgeEventKind {
+    /// Control refused the edge's resume positions (another log, beyond the log's end, another
+    /// task at that offset) and made it purge everything and start at the log's start.
+    PositionsReset,
+    /// Control refused a watermark beyond what it had sent the edge.
+    WatermarkRefused,
+    /// The edge reported something about itself (its receive buffer was damaged and replaced, it
+    /// purged everything).
+    Notice,
+}
+
+impl EdgeEventKind {
+    /// The stored and reported name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PositionsReset => "positions-reset",
+            Self::WatermarkRefused => "watermark-refused",
+            Self::Notice => "edge-notice",
+        }
+    }
+
+    /// The kind named `name` ([`EdgeEventKind::as_str`]).
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::PositionsReset, Self::WatermarkRefused, Self::Notice].into_iter().find(|k| k.as_str() == name)
+    }
+}
+
 /// The outcome of an edge loading a policy the control node sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EdgePolicy {

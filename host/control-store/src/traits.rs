@@ -21,6 +21,11 @@ pub trait QueueStore: Send + Sync {
     /// How many queues there are (indices `0..queue_count()`).
     fn queue_count(&self) -> u32;
 
+    /// The identity of these queue logs: made once when the storage is created and kept in its
+    /// backups, so a re-created store has another one. Offsets are positions in one log: an edge
+    /// keeps this beside its watermarks and the queue server refuses offsets from another log.
+    fn log_id(&self) -> &str;
+
     /// Records `batch` and appends its `tasks` in one atomic step, durable before it returns.
     ///
     /// Each task goes to the queue its [`Placement`] names, at the next offset there, in the order
@@ -56,7 +61,8 @@ pub trait RecordStore: Send + Sync {
     /// registered at `at` (it did not apply what was queued while it was gone).
     fn register_edge(&self, name: &str, at: Millis) -> impl Future<Output = Result<Edge>> + Send;
 
-    /// Decommissions an edge: it no longer counts for any batch's progress nor holds back trims.
+    /// Decommissions an edge: it no longer counts for any batch's progress nor holds back trims,
+    /// and its watermarks are forgotten (if it comes back, it starts from what it then holds).
     fn decommission_edge(&self, name: &str, at: Millis) -> impl Future<Output = Result<()>> + Send;
 
     /// Every edge ever registered, by name.
@@ -94,6 +100,24 @@ pub trait RecordStore: Send + Sync {
     /// Records what `edge` reported after loading a policy (serving, or refused and why), and
     /// marks the edge seen at `at`. The latest report replaces the previous one.
     fn set_edge_policy(&self, edge: &str, policy: EdgePolicy, at: Millis) -> impl Future<Output = Result<()>> + Send;
+
+    /// Lowers `edge`'s watermarks to at most the given offset per queue (queues not listed keep
+    /// theirs), at `at`. The one exception to "watermarks never go back": the queue server calls
+    /// it when a stream starts, because what the edge holds now (after losing its buffer, or
+    /// after control refused its positions) is the truth, whatever it reported before.
+    fn lower_watermarks(
+        &self,
+        edge: &str,
+        caps: Vec<(u32, u64)>,
+        at: Millis,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Records an event of an edge's positions; an identical one (same edge, time and message)
+    /// is kept once. Returns whether it was new.
+    fn record_edge_event(&self, event: EdgeEvent) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The latest `limit` events of `edge` (of every edge when `None`), newest first.
+    fn edge_events(&self, edge: Option<&str>, limit: usize) -> impl Future<Output = Result<Vec<EdgeEvent>>> + Send;
 
     /// Every stored watermark, by edge then queue.
     fn watermarks(&self) -> impl Future<Output = Result<Vec<Watermark>>> + Send;

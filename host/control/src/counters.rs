@@ -68,18 +68,24 @@ pub fn refusal_labels() -> impl Iterator<Item = &'static str> {
 }
 
 /// The control frames counted by type, in exposition order (`ControlFrame::name`).
-pub const FRAME_TYPES: [&str; 5] = ["Hello", "Tasks", "Trimmed", "Policy", "Heartbeat"];
+pub const FRAME_TYPES: [&str; 6] = ["Hello", "Tasks", "Trimmed", "Policy", "Heartbeat", "Log"];
 
 /// Counters of the queue server. Cheap to update from any task.
 #[derive(Debug, Default)]
 pub struct QueueMetrics {
     refused: [AtomicU64; Refusal::LABELS.len() + QUEUE_REFUSALS.len()],
-    frames_sent: [AtomicU64; 5],
+    frames_sent: [AtomicU64; FRAME_TYPES.len()],
     tasks_sent: AtomicU64,
     task_bytes_sent: AtomicU64,
     acks: AtomicU64,
     streams: AtomicU64,
+    positions_reset: [AtomicU64; POSITION_RESETS.len()],
+    watermarks_refused: AtomicU64,
 }
+
+/// Why an edge's resume positions were refused (it purged everything and started over), in
+/// exposition order (`queue_server::positions`).
+pub const POSITION_RESETS: [&str; 3] = ["other_log", "beyond_log_end", "other_task"];
 
 impl QueueMetrics {
     /// Counts a refused handshake; `reason` is one of [`refusal_labels`] (anything else counts as
@@ -107,6 +113,23 @@ impl QueueMetrics {
     /// Counts an `Ack` received from an edge.
     pub fn ack(&self) {
         self.acks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an edge whose positions were refused, by one of [`POSITION_RESETS`].
+    pub fn positions_reset(&self, reason: &str) {
+        if let Some(i) = POSITION_RESETS.iter().position(|r| *r == reason) {
+            self.positions_reset[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Edges whose positions were refused for `reason` so far.
+    pub fn positions_reset_count(&self, reason: &str) -> u64 {
+        POSITION_RESETS.iter().position(|r| *r == reason).map_or(0, |i| self.positions_reset[i].load(Ordering::Relaxed))
+    }
+
+    /// Counts a watermark an edge reported beyond what its stream had sent (ignored).
+    pub fn watermark_refused(&self) {
+        self.watermarks_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a stream that an edge opened (and passed the version check).
@@ -146,6 +169,22 @@ impl QueueMetrics {
         out.push_str("# HELP edgepurge_control_queue_acks_total Acks received from edges.\n");
         out.push_str("# TYPE edgepurge_control_queue_acks_total counter\n");
         let _ = writeln!(out, "edgepurge_control_queue_acks_total {}", self.acks.load(Ordering::Relaxed));
+        out.push_str(
+            "# HELP edgepurge_control_edge_positions_reset_total Edges whose resume positions were not this log's: \
+             they purged everything and started at the log's start, by reason.\n",
+        );
+        out.push_str("# TYPE edgepurge_control_edge_positions_reset_total counter\n");
+        for (name, counter) in POSITION_RESETS.iter().zip(&self.positions_reset) {
+            let n = counter.load(Ordering::Relaxed);
+            let _ = writeln!(out, "edgepurge_control_edge_positions_reset_total{{reason=\"{name}\"}} {n}");
+        }
+        out.push_str(
+            "# HELP edgepurge_control_watermarks_refused_total Watermarks edges reported beyond what was sent to them \
+             (ignored).\n",
+        );
+        out.push_str("# TYPE edgepurge_control_watermarks_refused_total counter\n");
+        let refused = self.watermarks_refused.load(Ordering::Relaxed);
+        let _ = writeln!(out, "edgepurge_control_watermarks_refused_total {refused}");
     }
 }
 
@@ -175,8 +214,13 @@ mod tests {
         m.frame_sent("Tasks", 3, 120);
         m.frame_sent("Heartbeat", 0, 0);
         m.ack();
+        m.positions_reset("other_log");
+        m.watermark_refused();
         let mut out = String::new();
         m.render(2, &mut out);
+        assert!(out.contains("edgepurge_control_edge_positions_reset_total{reason=\"other_log\"} 1\n"), "{out}");
+        assert!(out.contains("edgepurge_control_edge_positions_reset_total{reason=\"other_task\"} 0\n"));
+        assert!(out.contains("edgepurge_control_watermarks_refused_total 1\n"));
         assert!(out.contains("edgepurge_control_edges_connected 2\n"), "{out}");
         assert!(out.contains("edgepurge_control_queue_handshakes_refused_total{reason=\"revoked\"} 1\n"));
         assert!(out.contains("edgepurge_control_queue_handshakes_refused_total{reason=\"other\"} 1\n"));

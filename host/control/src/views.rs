@@ -10,7 +10,9 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use edgepurge_api::{EdgeApplied, EdgeList, EdgePolicyReport, EdgeQueue, EdgeState, RecordEntry, RecordPage};
+use edgepurge_api::{
+    EdgeApplied, EdgeEventReport, EdgeList, EdgePolicyReport, EdgeQueue, EdgeState, RecordEntry, RecordPage,
+};
 use edgepurge_control_store::{ControlStore, Edge, RecordCursor, RecordQuery};
 use edgepurge_purge_model::{cache_prefix, cache_url};
 use serde::Deserialize;
@@ -19,6 +21,9 @@ use crate::auth::host_allowed;
 use crate::authenticated::Authenticated;
 use crate::state::AppState;
 use crate::{rfc3339, Error};
+
+/// Events shown per edge in `GET /v1/edges`.
+const EVENTS_SHOWN: usize = 5;
 
 /// Largest page of `GET /v1/records`.
 pub const MAX_PAGE: usize = 1000;
@@ -86,6 +91,14 @@ pub async fn records<S: ControlStore>(
     let edges = state.store.edges().await?;
     let marks: HashMap<(String, u32), u64> =
         state.store.watermarks().await?.into_iter().map(|w| ((w.edge, w.queue), w.applied)).collect();
+    let events = state.store.edge_events(None, 1000).await?;
+    // Newest first, so the first match is the latest event since the request was accepted.
+    let note = |edge: &str, since: u64| {
+        events
+            .iter()
+            .find(|ev| ev.edge == edge && ev.at >= since)
+            .map(|ev| format!("{}: {}", ev.kind.as_str(), ev.message))
+    };
     let entries = page
         .entries
         .iter()
@@ -93,7 +106,11 @@ pub async fn records<S: ControlStore>(
             let on_edges = counted(&edges, e.accepted_at)
                 .map(|edge| {
                     let applied = marks.get(&(edge.name.clone(), e.carried_by.queue)).copied().unwrap_or(0);
-                    EdgeApplied { edge: edge.name.clone(), applied: applied >= e.carried_by.offset }
+                    EdgeApplied {
+                        edge: edge.name.clone(),
+                        applied: applied >= e.carried_by.offset,
+                        note: note(&edge.name, e.accepted_at),
+                    }
                 })
                 .collect();
             RecordEntry {
@@ -123,6 +140,8 @@ pub async fn edges<S: ControlStore>(
 ) -> Result<Response, Error> {
     let infos = state.store.queue_info().await?;
     let marks = state.store.watermarks().await?;
+    // Newest first across every edge; a few per edge are shown, so a page of them is plenty.
+    let events = state.store.edge_events(None, 1000).await?;
     let live = state.queue.live_edges();
     let edges = state
         .store
@@ -165,6 +184,16 @@ pub async fn edges<S: ControlStore>(
                 last_ack: stream.and_then(|s| s.last_ack_at).map(rfc3339),
                 policy,
                 queues,
+                events: events
+                    .iter()
+                    .filter(|e| e.edge == edge.name)
+                    .take(EVENTS_SHOWN)
+                    .map(|e| EdgeEventReport {
+                        at: rfc3339(e.at),
+                        kind: e.kind.as_str().into(),
+                        message: e.message.clone(),
+                    })
+                    .collect(),
             }
         })
         .collect();

@@ -65,6 +65,8 @@ pub struct ControlMetrics {
     pub policies_installed: AtomicU64,
     /// Policies from control refused.
     pub policies_refused: AtomicU64,
+    /// Resume positions control refused (another log, beyond its end): everything was purged.
+    pub positions_reset: AtomicU64,
 }
 
 impl ControlMetrics {
@@ -74,7 +76,7 @@ impl ControlMetrics {
     }
 
     fn write(&self, out: &mut String) {
-        let series: [(&str, &str, &str, &AtomicU64); 10] = [
+        let series: [(&str, &str, &str, &AtomicU64); 11] = [
             (
                 "edgepurge_control_tasks_received_total",
                 "counter",
@@ -104,6 +106,12 @@ impl ControlMetrics {
                 "counter",
                 "Trimmed notices from control (everything was purged).",
                 &self.trimmed,
+            ),
+            (
+                "edgepurge_control_positions_reset_total",
+                "counter",
+                "Resume positions control refused as not its log's (everything was purged).",
+                &self.positions_reset,
             ),
             ("edgepurge_control_connected_nodes", "gauge", "Control nodes connected now.", &self.connected),
             (

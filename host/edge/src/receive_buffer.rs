@@ -5,7 +5,9 @@
 //! delivered. Per (node, queue) it keeps the `received` watermark (the highest offset with
 //! everything at or below held or applied) and the `applied` watermark; `resume` on reconnect is
 //! `received + 1`. A node is keyed by the `control_id` of its `Hello` (its URL until one has
-//! arrived), so a node that moves to another address keeps its offsets.
+//! arrived), so a node that moves to another address keeps its offsets. Beside them, per node,
+//! the identity of the log they came from and the fingerprint of the last task received per
+//! queue (`positions`), which a 1.1 control node checks before it believes them.
 //!
 //! All calls are blocking: the consumer runs them through [`SharedBuffer::call`] on tokio's
 //! blocking pool, never on the async runtime's threads.
@@ -139,6 +141,11 @@ CREATE TABLE IF NOT EXISTS failures (
     id INTEGER PRIMARY KEY AUTOINCREMENT, node TEXT NOT NULL, queue INTEGER NOT NULL, offset INTEGER NOT NULL,
     reason TEXT NOT NULL, at_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS logs (node TEXT PRIMARY KEY, log_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS received_prints (
+    node TEXT NOT NULL, queue INTEGER NOT NULL, offset INTEGER NOT NULL, print INTEGER NOT NULL,
+    PRIMARY KEY (node, queue)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, node TEXT NOT NULL, message TEXT NOT NULL
 );
@@ -256,6 +263,8 @@ impl ReceiveBuffer {
                  ON CONFLICT (node, queue) DO UPDATE SET received = ?3",
                 params![node, queue, sql(last)?, sql(applied)?],
             )?;
+            let print = fresh.last().map(edgepurge_wire::fingerprint).unwrap_or_default();
+            positions::set_print(&tx, node, queue, last, print)?;
         }
         tx.commit()?;
         self.used += added;
@@ -312,8 +321,10 @@ impl ReceiveBuffer {
             "DELETE FROM tasks WHERE node = ?1 AND queue = ?2 AND offset <= ?3",
             params![node, queue, sql(through)?],
         )?;
+        // Never above `received`: an applier finishing a round of tasks that a reset dropped must
+        // not lift the watermark back into the old log's offsets.
         tx.execute(
-            "UPDATE watermarks SET applied = MAX(applied, ?3) WHERE node = ?1 AND queue = ?2",
+            "UPDATE watermarks SET applied = MAX(applied, MIN(?3, received)) WHERE node = ?1 AND queue = ?2",
             params![node, queue, sql(through)?],
         )?;
         for f in failures {
@@ -364,6 +375,7 @@ impl ReceiveBuffer {
              ON CONFLICT (node, queue) DO UPDATE SET received = MAX(received, ?3), applied = MAX(applied, ?3)",
             params![node, queue, sql(mark)?],
         )?;
+        tx.execute("DELETE FROM received_prints WHERE node = ?1 AND queue = ?2", params![node, queue])?;
         let message = format!(
             "trimmed: queue {queue} no longer holds the offsets this edge needed (it resumes at {first_retained}); \
              purged everything at {at_ms} ms"
@@ -420,6 +432,9 @@ impl SharedBuffer {
             .map_err(|e| BufferError::Task(e.to_string()))?
     }
 }
+
+mod positions;
+pub use positions::Positions;
 
 #[cfg(test)]
 #[path = "receive_buffer_tests.rs"]

@@ -66,7 +66,25 @@ pub enum ControlFrame {
         /// Sender's clock, milliseconds since the Unix epoch.
         at_ms: u64,
     },
+    /// Protocol 1.1: the answer to the edge's [`EdgeFrame::Positions`], sent before any `Tasks`:
+    /// which log the offsets belong to and where this stream starts each queue.
+    Log {
+        /// The identity of control's queue logs ([`LogId`]); the edge keeps it beside its
+        /// watermarks and names it in its next `Positions`.
+        log_id: LogId,
+        /// `Some(why)` when the edge's positions are not positions in this log (another log's
+        /// identity, an offset beyond the log's end, a task that is not the one the edge holds at
+        /// that offset): the edge must purge everything it holds, drop what it buffered from this
+        /// node, and continue from `start`. `None`: the positions were accepted.
+        reset: Option<String>,
+        /// Per queue, the next offset this stream sends (with `reset`, the log's current start).
+        start: Vec<(QueueId, Offset)>,
+    },
 }
+
+/// The identity of a control store's queue logs: created with the store, kept in its backups.
+/// Offsets mean something only against the log they were issued by.
+pub type LogId = String;
 
 /// A frame an edge sends to control.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +126,21 @@ pub enum EdgeFrame {
     Heartbeat {
         /// Sender's clock, milliseconds since the Unix epoch.
         at_ms: u64,
+    },
+    /// Protocol 1.1: sent once, right after the control node's `Hello` when that names minor ≥ 1,
+    /// and answered by [`ControlFrame::Log`]. Says which log the `Hello`'s resume offsets come
+    /// from, so control can refuse offsets that are not its own instead of believing them.
+    Positions {
+        /// The log the edge's offsets for this node were issued by; `None` when it holds none
+        /// (a new edge, a fresh buffer, or offsets kept by a build before protocol 1.1).
+        log_id: Option<LogId>,
+        /// Per queue: the last offset received and the [`fingerprint`] of the task the edge
+        /// received at that offset, so a log restored from an older backup, which reissues the
+        /// same offsets for other tasks, is told apart.
+        last: Vec<(QueueId, Offset, u64)>,
+        /// The edge's latest notices for this node (a damaged buffer replaced, positions reset),
+        /// milliseconds since the Unix epoch and the message; control records each once.
+        notices: Vec<(u64, String)>,
     },
 }
 
@@ -231,8 +264,32 @@ impl ControlFrame {
             Self::Trimmed { .. } => "Trimmed",
             Self::Policy { .. } => "Policy",
             Self::Heartbeat { .. } => "Heartbeat",
+            Self::Log { .. } => "Log",
         }
     }
+}
+
+/// A task's fingerprint: FNV-1a (64-bit) over what the task does — kind, target, soft, host and
+/// size, not its id (which is derived from its position) nor its tenant (which control fills in
+/// from a record that may have expired). Stable across builds and platforms, unlike std's hasher.
+pub fn fingerprint(task: &WireTask) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    };
+    eat(&[task.kind as u8, u8::from(task.soft)]);
+    // Lengths first, so ("ab", "c") and ("a", "bc") differ.
+    for part in [task.target.as_bytes(), task.host.as_bytes()] {
+        eat(&(part.len() as u64).to_le_bytes());
+        eat(part);
+    }
+    eat(&task.size_bytes.to_le_bytes());
+    hash
 }
 
 impl ControlFrame {
@@ -261,6 +318,9 @@ impl ControlFrame {
                 Err("Tasks run goes past the largest offset")
             }
             Self::Trimmed { first_retained: 0, .. } => Err("Trimmed.first_retained is 0; offsets start at 1"),
+            Self::Log { start, .. } if start.iter().any(|&(_, next)| next == 0) => {
+                Err("Log.start has next offset 0; offsets start at 1")
+            }
             _ => Ok(()),
         }
     }
@@ -287,6 +347,7 @@ impl EdgeFrame {
             Self::Ack { .. } => "Ack",
             Self::PolicyLoaded { .. } => "PolicyLoaded",
             Self::Heartbeat { .. } => "Heartbeat",
+            Self::Positions { .. } => "Positions",
         }
     }
 }

@@ -32,7 +32,7 @@ pub mod frame;
 use serde::{Deserialize, Serialize};
 
 pub use codec::{decode_body, encode, Decoder, Frame, FrameCodec, DEFAULT_MAX_FRAME, LEN_PREFIX};
-pub use frame::{ControlFrame, EdgeFrame, Offset, QueueId, TaskFailure, WireTask, WireTaskKind};
+pub use frame::{fingerprint, ControlFrame, EdgeFrame, LogId, Offset, QueueId, TaskFailure, WireTask, WireTaskKind};
 
 /// A protocol version. Peers with the same `major` understand each other; `minor` only adds
 /// (new trailing variants), so it is informational.
@@ -50,8 +50,19 @@ impl std::fmt::Display for ProtocolVersion {
     }
 }
 
-/// The version this build speaks.
-pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 1, minor: 0 };
+/// The version this build speaks. 1.1 added `EdgeFrame::Positions` and `ControlFrame::Log`
+/// (log identity and offset checks), each sent only to a peer whose `Hello` names minor ≥ 1.
+pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 1, minor: 1 };
+
+/// The first minor version with `Positions` / `Log`.
+pub const MINOR_LOG_IDENTITY: u16 = 1;
+
+impl ProtocolVersion {
+    /// Whether a peer speaking this version understands `Positions` / `Log` (1.1 and later).
+    pub fn has_log_identity(self) -> bool {
+        self.major == PROTOCOL_VERSION.major && self.minor >= MINOR_LOG_IDENTITY
+    }
+}
 
 /// Everything that can go wrong reading or writing frames.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +157,14 @@ pub fn check_version_against(theirs: ProtocolVersion, ours: ProtocolVersion) -> 
 }
 
 impl ControlFrame {
+    /// The version a `Hello` names; `None` for every other frame.
+    pub fn hello_version(&self) -> Option<ProtocolVersion> {
+        match self {
+            Self::Hello { protocol_version, .. } => Some(*protocol_version),
+            _ => None,
+        }
+    }
+
     /// Checks that this is the stream's opening `Hello` with a compatible version, and returns
     /// the control node's id.
     pub fn expect_hello(&self) -> Result<&str> {

@@ -237,3 +237,36 @@ fn typical_thousand_task_frame_size() {
     // Targets dominate; the per-task overhead (varints, host, tenant) stays small.
     assert!(encoded < target_bytes + 1000 * 32, "{encoded}");
 }
+
+#[test]
+fn fingerprints_tell_tasks_apart_but_not_their_positions() {
+    use edgepurge_wire::fingerprint;
+    let task = |id: u64, target: &str, host: &str| WireTask {
+        id,
+        kind: WireTaskKind::Url,
+        target: target.into(),
+        soft: false,
+        size_bytes: 60,
+        host: host.into(),
+        tenant: "t".into(),
+    };
+    let a = task(1, "http://a.test/x", "a.test");
+    // The id is the position and the tenant comes from a record that may expire: neither counts.
+    assert_eq!(fingerprint(&a), fingerprint(&WireTask { id: 9, tenant: String::new(), ..a.clone() }));
+    assert_ne!(fingerprint(&a), fingerprint(&task(1, "http://a.test/y", "a.test")));
+    assert_ne!(fingerprint(&a), fingerprint(&WireTask { soft: true, ..a.clone() }));
+    assert_ne!(fingerprint(&a), fingerprint(&WireTask { kind: WireTaskKind::Prefix, ..a.clone() }));
+    // Field boundaries are part of the hash.
+    assert_ne!(fingerprint(&task(1, "ab", "c")), fingerprint(&task(1, "a", "bc")));
+    // Stable across builds: the value is part of the protocol.
+    assert_eq!(fingerprint(&a), fingerprint(&a.clone()));
+}
+
+#[test]
+fn only_peers_of_1_1_and_later_get_log_frames() {
+    assert!(PROTOCOL_VERSION.has_log_identity());
+    assert!(!ProtocolVersion { major: 1, minor: 0 }.has_log_identity());
+    assert!(!ProtocolVersion { major: 2, minor: 5 }.has_log_identity());
+    let log = ControlFrame::Log { log_id: "x".into(), reset: None, start: vec![(0, 0)] };
+    assert!(log.validate().is_err(), "a start offset of 0 is refused");
+}

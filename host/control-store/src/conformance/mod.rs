@@ -8,13 +8,16 @@
 //!
 //! The checks use only the traits, so they pin down the behaviour the API relies on: round trips,
 //! per-queue offsets, all-or-nothing appends, durability across a reopen, idempotency, progress
-//! from watermarks, record queries with paging, folding, trimming and token lookup by hash.
+//! from watermarks, record queries with paging, folding, trimming, token lookup by hash, the log
+//! identity and an edge's positions.
 
+mod positions;
 mod queues;
 mod records;
 
 use std::future::Future;
 
+pub use positions::*;
 pub use queues::*;
 pub use records::*;
 
@@ -55,7 +58,10 @@ macro_rules! conformance_tests {
             folding_finds_undelivered_tasks_only,
             trimming_below_lowest_watermark,
             edge_reports_and_policy_are_recorded,
-            tokens_are_found_by_hash_only
+            tokens_are_found_by_hash_only,
+            log_identity_is_durable_and_unique,
+            watermarks_are_lowered_at_stream_start_and_forgotten_on_decommission,
+            edge_events_are_kept_once_newest_first
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {

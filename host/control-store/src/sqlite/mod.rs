@@ -7,6 +7,7 @@
 //! commit and never wait for the writer). Every call runs on tokio's blocking pool. The schema is
 //! in `schema.rs`.
 
+mod positions;
 mod queue;
 mod records;
 mod schema;
@@ -31,6 +32,7 @@ pub struct SqliteStore {
     readers: Arc<ReadPool>,
     queues: u32,
     path: PathBuf,
+    log_id: Arc<str>,
 }
 
 /// Read-only connections: two, one per core of the smallest machine we run on, so a read never
@@ -58,11 +60,11 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>, queues: u32) -> Result<Self> {
         let path = path.as_ref().to_owned();
         let mut conn = Connection::open(&path)?;
-        schema::prepare(&mut conn, queues)?;
+        let log_id = schema::prepare(&mut conn, queues)?.into();
         // Opened after `prepare`, so the file is in WAL mode and has its schema.
         let conns = (0..READERS).map(|_| schema::open_reader(&path).map(Mutex::new)).collect::<Result<_>>()?;
         let readers = Arc::new(ReadPool { conns, next: AtomicUsize::new(0) });
-        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), readers, queues, path })
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), readers, queues, path, log_id })
     }
 
     /// The database file.
@@ -176,6 +178,10 @@ impl QueueStore for SqliteStore {
         self.queues
     }
 
+    fn log_id(&self) -> &str {
+        &self.log_id
+    }
+
     async fn append(&self, batch: NewBatch, tasks: Vec<NewTask>) -> Result<Appended> {
         self.run(move |c, q| queue::append(c, q, &batch, &tasks)).await
     }
@@ -209,7 +215,14 @@ impl RecordStore for SqliteStore {
 
     async fn decommission_edge(&self, name: &str, at: Millis) -> Result<()> {
         let name = name.to_owned();
-        self.run(move |c, _| records::decommission_edge(c, &name, at)).await
+        self.run(move |c, _| {
+            let tx = c.transaction()?;
+            records::decommission_edge(&tx, &name, at)?;
+            positions::forget_watermarks(&tx, &name)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
     }
 
     async fn edges(&self) -> Result<Vec<Edge>> {
@@ -234,6 +247,20 @@ impl RecordStore for SqliteStore {
     async fn set_edge_policy(&self, edge: &str, policy: EdgePolicy, at: Millis) -> Result<()> {
         let edge = edge.to_owned();
         self.run(move |c, _| records::set_edge_policy(c, &edge, &policy, at)).await
+    }
+
+    async fn lower_watermarks(&self, edge: &str, caps: Vec<(u32, u64)>, at: Millis) -> Result<()> {
+        let edge = edge.to_owned();
+        self.run(move |c, q| positions::lower_watermarks(c, q, &edge, &caps, at)).await
+    }
+
+    async fn record_edge_event(&self, event: EdgeEvent) -> Result<bool> {
+        self.run(move |c, _| positions::record_edge_event(c, &event)).await
+    }
+
+    async fn edge_events(&self, edge: Option<&str>, limit: usize) -> Result<Vec<EdgeEvent>> {
+        let edge = edge.map(str::to_owned);
+        self.read_run(move |c, _| positions::edge_events(c, edge.as_deref(), limit)).await
     }
 
     async fn watermarks(&self) -> Result<Vec<Watermark>> {

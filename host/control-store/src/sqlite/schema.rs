@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use crate::{Error, Result};
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Version 1. `tasks` is both the queue log (rows with `folded = 0`, addressed by `(queue,
 /// qoffset)`) and the record of every request (folded rows point at the task that carried them).
@@ -96,6 +96,23 @@ ALTER TABLE edges ADD COLUMN policy_error TEXT;     -- NULL: the policy is servi
 ALTER TABLE edges ADD COLUMN policy_at INTEGER;
 ";
 
+/// Version 3 (issue 14, log identity): `meta.log_id` names this database's queue logs, so an
+/// edge's offsets can be checked against the log that issued them; made once with the file (a
+/// backup keeps it, a new or re-created file gets a new one). `edge_events` keeps what happened
+/// to an edge's positions (reset, refused watermarks, notices the edge sent) for `GET /v1/edges`.
+const V3: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta (key, value) VALUES ('log_id', lower(hex(randomblob(16))));
+CREATE TABLE edge_events (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    edge    TEXT NOT NULL,
+    at      INTEGER NOT NULL,
+    kind    TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE UNIQUE INDEX edge_events_once ON edge_events (edge, at, message);
+";
+
 /// A read-only connection to the prepared database at `path` (the store's read pool).
 pub fn open_reader(path: &std::path::Path) -> Result<Connection> {
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -109,7 +126,8 @@ pub fn open_reader(path: &std::path::Path) -> Result<Connection> {
 }
 
 /// Sets the connection up and creates or migrates the schema; makes sure `queues` queues exist.
-pub fn prepare(conn: &mut Connection, queues: u32) -> Result<()> {
+/// Returns the log identity (`meta.log_id`).
+pub fn prepare(conn: &mut Connection, queues: u32) -> Result<String> {
     // WAL: readers do not block the writer and a commit is one sequential write. FULL: the WAL is
     // fsynced at every commit, so an appended batch survives power loss before the API says 202.
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -130,7 +148,10 @@ pub fn prepare(conn: &mut Connection, queues: u32) -> Result<()> {
     if found < 2 {
         tx.execute_batch(V2)?;
     }
-    // Later versions add `if found < 3 { ... }` here, each step in this same transaction.
+    if found < 3 {
+        tx.execute_batch(V3)?;
+    }
+    // Later versions add `if found < 4 { ... }` here, each step in this same transaction.
     tx.pragma_update(None, "user_version", VERSION)?;
 
     let existing: u32 = tx.query_row("SELECT COUNT(*) FROM queues", [], |r| r.get(0))?;
@@ -143,6 +164,7 @@ pub fn prepare(conn: &mut Connection, queues: u32) -> Result<()> {
             [q],
         )?;
     }
+    let log_id: String = tx.query_row("SELECT value FROM meta WHERE key = 'log_id'", [], |r| r.get(0))?;
     tx.commit()?;
-    Ok(())
+    Ok(log_id)
 }

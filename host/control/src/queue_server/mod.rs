@@ -12,6 +12,8 @@
 //! - [`session`] — one stream: `Hello`, version check, registration, policy, tasks from the
 //!   resume offsets, pushed on the API's "appended" signal; acks to the store ([`report`]);
 //!   heartbeats; the newer of two streams of one edge wins.
+//! - [`positions`] — whether an edge's resume positions are this log's (log identity, end of
+//!   log, the task at the last offset); refused ones make the edge purge everything and restart.
 //! - [`flow`] — the flow-control window (`buffer_free`, at most 8 MiB in flight).
 //! - what the API and the streams share is [`crate::hub::QueueHub`], in the
 //!   [`QueueState`] both hold.
@@ -20,6 +22,7 @@
 //! for the connections to close.
 
 pub mod flow;
+pub mod positions;
 mod report;
 pub mod session;
 

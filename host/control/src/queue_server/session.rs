@@ -1,6 +1,7 @@
-//! One queue stream (`POST /v1/stream`) of one edge: `Hello` both ways, the policy, then the
-//! tasks of every queue from the edge's resume offsets, pushed as the API appends more, within
-//! the flow-control window; acks become watermarks and failure reports in the store.
+//! One queue stream (`POST /v1/stream`) of one edge: `Hello` both ways, the edge's `Positions`
+//! checked against this log and answered by `Log` (`positions`), the policy, then the tasks of
+//! every queue from the checked offsets, pushed as the API appends more, within the flow-control
+//! window; acks (never beyond what was sent) become watermarks and failure reports in the store.
 //!
 //! The session is one task waiting on everything at once (the edge's frames, the "appended"
 //! signal, policy changes, a newer stream of the same edge, shutdown, the heartbeat and idle
@@ -12,14 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use edgepurge_control_store::{BatchId, ControlStore, Error as StoreError, QueuedTask};
-use edgepurge_wire::{ControlFrame, Decoder, EdgeFrame, Offset, QueueId, WireTask, PROTOCOL_VERSION};
+use edgepurge_control_store::{BatchId, ControlStore, EdgeEventKind, Error as StoreError, QueuedTask};
+use edgepurge_wire::{ControlFrame, Decoder, EdgeFrame, Offset, QueueId, TaskFailure, WireTask, PROTOCOL_VERSION};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
 use super::flow::Flow;
+use super::positions::{self, Claimed};
 use super::report::ReportWriter;
 use crate::now_ms;
 use crate::state::QueueState;
@@ -82,6 +84,9 @@ struct Session<'a, S> {
     tenants: HashMap<BatchId, String>,
     /// Which queue `pump` starts at, rotated so no queue starves the others.
     start: usize,
+    /// Whether a watermark beyond what was sent has been recorded as an event on this stream
+    /// (each is counted; one event per stream is enough to explain them).
+    refused: bool,
 }
 
 /// Runs one stream until it ends; frames for the edge go into `tx`.
@@ -102,7 +107,7 @@ pub async fn run<S: ControlStore + 'static>(
         _ = tokio::time::sleep(silent_after) => Err(End::Silent(silent_after)),
         _ = super::stopped(&mut shutdown) => Err(End::Shutdown),
     };
-    let (resume, buffer_free) = match hello {
+    let (protocol, resume, buffer_free) = match hello {
         Ok(EdgeFrame::Hello { protocol_version, resume, buffer_free }) => {
             let ours =
                 ControlFrame::Hello { protocol_version: PROTOCOL_VERSION, control_id: config.control_id.clone() };
@@ -119,39 +124,86 @@ pub async fn run<S: ControlStore + 'static>(
                 return;
             }
             state.queue.metrics.frame_sent("Hello", 0, 0);
-            (resume, buffer_free)
+            (protocol_version, resume, buffer_free)
         }
         Ok(other) => {
             return tracing::warn!(%edge, %peer, frame = other.name(), "queue stream refused: expected Hello first")
         }
         Err(end) => return tracing::info!(%edge, %peer, reason = %end, "queue stream ended before Hello"),
     };
+    let mut claimed = Claimed { resume, ..Claimed::default() };
+    let mut notices = Vec::new();
+    if protocol.has_log_identity() {
+        // A 1.1 edge answers our Hello with its Positions before anything else.
+        let positions = tokio::select! {
+            frame = first_frame(&mut body, &mut decoder) => frame,
+            _ = tokio::time::sleep(silent_after) => Err(End::Silent(silent_after)),
+            _ = super::stopped(&mut shutdown) => Err(End::Shutdown),
+        };
+        match positions {
+            Ok(EdgeFrame::Positions { log_id, last, notices: sent }) => {
+                (claimed.log_id, claimed.last, notices) = (log_id, last, sent);
+            }
+            Ok(other) => {
+                return tracing::warn!(%edge, %peer, frame = other.name(), "queue stream refused: expected Positions after Hello")
+            }
+            Err(end) => return tracing::info!(%edge, %peer, reason = %end, "queue stream ended before Positions"),
+        }
+    }
     let at = now_ms();
     if let Err(e) = state.store.register_edge(&edge, at).await {
         return tracing::error!(%edge, error = %e, "queue stream refused: the edge cannot be registered");
     }
+    for (at_ms, message) in notices {
+        tracing::warn!(%edge, notice = %message, "the edge reports");
+        positions::record(&state, &edge, at_ms, EdgeEventKind::Notice, message).await;
+    }
+    let checked = match positions::check(&state, &edge, &claimed).await {
+        Ok(checked) => checked,
+        Err(e) => return tracing::error!(%edge, error = %e, "queue stream refused: cannot read the queue logs"),
+    };
+    if let Some((reason, message)) = &checked.reset {
+        if !protocol.has_log_identity() {
+            // A 1.0 edge cannot be told to reset; believing it would report purges applied that it
+            // never received.
+            return tracing::error!(
+                %edge, %peer, %message,
+                "queue stream refused: the edge's offsets are not this log's and it speaks protocol {protocol}, which \
+                 cannot reset them; upgrade the edge (or wipe its state-dir) so it can resume"
+            );
+        }
+        tracing::error!(%edge, %peer, reason, "{message}");
+        state.queue.metrics.positions_reset(reason);
+        positions::record(&state, &edge, at, EdgeEventKind::PositionsReset, message.clone()).await;
+    }
+    // What the edge holds now is the truth, whatever it reported before (a lost buffer, a reset).
+    let caps: Vec<(QueueId, Offset)> =
+        checked.next.iter().enumerate().map(|(q, &next)| (q as QueueId, next.saturating_sub(1))).collect();
+    if let Err(e) = state.store.lower_watermarks(&edge, caps, at).await {
+        return tracing::error!(%edge, error = %e, "queue stream refused: cannot record the edge's positions");
+    }
     state.queue.metrics.stream_opened();
     let registration = state.queue.register(&edge, peer, at);
-    tracing::info!(%edge, %peer, ?resume, buffer_free, "edge connected");
+    let start: Vec<(QueueId, Offset)> =
+        checked.next.iter().enumerate().map(|(q, &next)| (q as QueueId, next)).collect();
+    tracing::info!(%edge, %peer, resume = ?claimed.resume, ?start, buffer_free, "edge connected");
 
     let queues = state.store.queue_count() as usize;
-    let mut next = vec![1; queues];
-    for &(queue, offset) in &resume {
-        match next.get_mut(queue as usize) {
-            Some(slot) => *slot = offset,
-            None => tracing::warn!(%edge, queue, "resume names a queue this node does not have; ignored"),
-        }
-    }
     let mut session = Session {
         state: &state,
         edge: edge.clone(),
-        next,
+        next: checked.next.clone(),
         head: vec![1; queues],
-        flow: Flow::new(&resume, buffer_free),
+        flow: Flow::new(&start, buffer_free),
         outbox: VecDeque::new(),
         tenants: HashMap::new(),
         start: 0,
+        refused: false,
     };
+    if protocol.has_log_identity() {
+        let reset = checked.reset.map(|(_, message)| message);
+        session.push(&ControlFrame::Log { log_id: state.store.log_id().to_owned(), reset, start });
+    }
     let writer = ReportWriter::spawn(state.clone(), edge.clone());
     let mut appended = state.queue.subscribe_appended();
     let mut policy = state.queue.subscribe_policy();
@@ -269,9 +321,11 @@ impl<S: ControlStore> Session<'_, S> {
         while let Some(frame) = decoder.next_frame().map_err(|e| End::Protocol(e.to_string()))? {
             match frame {
                 EdgeFrame::Hello { .. } => return Err(End::Protocol("a second Hello on the stream".into())),
+                EdgeFrame::Positions { .. } => return Err(End::Protocol("Positions after the stream started".into())),
                 EdgeFrame::Heartbeat { .. } => {}
-                EdgeFrame::Ack { received, applied, failures, buffer_free } => {
+                EdgeFrame::Ack { mut received, mut applied, mut failures, buffer_free } => {
                     self.state.queue.metrics.ack();
+                    self.refuse_unsent(&mut received, &mut applied, &mut failures).await;
                     self.flow.ack(&received, buffer_free);
                     registration.ack(&received, &applied, now_ms());
                     writer.add(&applied, failures);
@@ -296,6 +350,45 @@ impl<S: ControlStore> Session<'_, S> {
             self.pump().await?;
         }
         Ok(())
+    }
+
+    /// Drops from an Ack every offset beyond what this stream has sent (`next − 1`): control never
+    /// accepts a watermark it did not issue. Each is counted and logged, the first recorded.
+    async fn refuse_unsent(
+        &mut self,
+        received: &mut Vec<(QueueId, Offset)>,
+        applied: &mut Vec<(QueueId, Offset)>,
+        failures: &mut Vec<TaskFailure>,
+    ) {
+        let sent = |q: QueueId| self.next.get(q as usize).map(|next| next.saturating_sub(1));
+        let mut refused = Vec::new();
+        for (what, list) in [("received", &mut *received), ("applied", &mut *applied)] {
+            list.retain(|&(q, offset)| {
+                let ok = sent(q).is_some_and(|sent| offset <= sent);
+                if !ok {
+                    refused.push(format!("{what} {offset} on queue {q} (sent up to {})", sent(q).unwrap_or(0)));
+                }
+                ok
+            });
+        }
+        failures.retain(|f| sent(f.queue).is_some_and(|sent| f.offset <= sent));
+        if refused.is_empty() {
+            return;
+        }
+        for _ in &refused {
+            self.state.queue.metrics.watermark_refused();
+        }
+        let message = format!(
+            "edge {} reported {} beyond what this control node sent it; ignored (the edge has a bug or its buffer \
+             is damaged)",
+            self.edge,
+            refused.join(", ")
+        );
+        tracing::warn!(edge = %self.edge, "{message}");
+        if !self.refused {
+            self.refused = true;
+            positions::record(self.state, &self.edge, now_ms(), EdgeEventKind::WatermarkRefused, message).await;
+        }
     }
 
     /// Re-reads where each queue's log ends (after an append), then sends what fits.
@@ -374,15 +467,8 @@ impl<S: ControlStore> Session<'_, S> {
             };
             self.tenants.insert(task.batch, name);
         }
-        WireTask {
-            id: task_id(task.at.queue, task.at.offset),
-            kind: task.kind.into(),
-            target: task.target,
-            soft: task.soft,
-            size_bytes: task.size_bytes,
-            host: task.host,
-            tenant: self.tenants[&task.batch].clone(),
-        }
+        let tenant = self.tenants[&task.batch].clone();
+        positions::to_wire(task, tenant)
     }
 }
 

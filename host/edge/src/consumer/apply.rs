@@ -127,6 +127,32 @@ pub(super) async fn trimmed(
     Ok(())
 }
 
+/// Handles `Log`: with `reset`, control refused this edge's positions (they are another log's,
+/// or beyond its end): purge everything, drop what is buffered from this node and continue from
+/// `start`. Without, adopt `log_id` for the positions control accepted.
+pub(super) async fn log(
+    inner: &Arc<Inner>,
+    key: &str,
+    log_id: &str,
+    reset: Option<String>,
+    start: &[(QueueId, Offset)],
+) -> Result<(), crate::receive_buffer::BufferError> {
+    let (k, id) = (key.to_owned(), log_id.to_owned());
+    let Some(reason) = reset else {
+        return inner.buffer.call(move |b| b.set_log_id(&k, &id)).await;
+    };
+    inner.shared.store.purge(&Scope::Everything, PurgeMode::Hard);
+    tracing::error!(
+        node = %key, %log_id, %reason,
+        "control refused this edge's positions: purged everything (hard) and continuing from the log's start"
+    );
+    ControlMetrics::add(&inner.metrics().positions_reset, 1);
+    let start = start.to_vec();
+    inner.buffer.call(move |b| b.reset_positions(&k, &id, &start, &reason, now_ms())).await?;
+    inner.update_buffer_gauge().await;
+    Ok(())
+}
+
 /// What the persisted policy's side file records.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct PersistedPolicy {

@@ -2,8 +2,10 @@
 //! `POST /v1/stream`, send `Hello` with the resume offsets from the receive buffer, then handle
 //! the node's frames until the stream ends; reconnect with exponential back-off and full jitter.
 //!
-//! A `Tasks` frame is written to the buffer (one transaction) before the Ack that reports it
-//! received. Heartbeats go out after `heartbeat-ms` without sending; a stream silent for three
+//! With a 1.1 node, the edge answers its `Hello` with `Positions` (the log its offsets came from,
+//! the fingerprint of the last task received per queue, recent buffer notices) and sends no Ack
+//! before the node's `Log`, which accepts them or makes the edge reset (`apply::log`). A `Tasks`
+//! frame is written to the buffer (one transaction) before the Ack that reports it received. Heartbeats go out after `heartbeat-ms` without sending; a stream silent for three
 //! heartbeats is dropped.
 
 use std::collections::hash_map::RandomState;
@@ -171,9 +173,10 @@ async fn session(inner: &Arc<Inner>, node: &ControlNode, index: usize, hello: &m
     let stored = inner.buffer.call(move |b| {
         let key = b.node_key(&url)?.unwrap_or(url);
         let resume = b.resume(&key)?;
-        Ok((key, resume, b.free()))
+        let positions = b.positions(&key, now_ms())?;
+        Ok((key, resume, b.free(), positions))
     });
-    let (mut key, resume, free) = match stored.await {
+    let (mut key, resume, free, positions) = match stored.await {
         Ok(stored) => stored,
         Err(e) => return End::Failed(e.to_string()),
     };
@@ -188,6 +191,9 @@ async fn session(inner: &Arc<Inner>, node: &ControlNode, index: usize, hello: &m
     let mut last_recv = Instant::now();
     let mut link: Option<Arc<Link>> = None;
     let mut control_id = String::new();
+    // From a 1.1 node: Positions sent, its Log not yet handled (no Ack goes out before it).
+    let mut awaiting_log = false;
+    let mut positions = Some(positions);
     loop {
         let ack_due = async {
             match &link {
@@ -246,6 +252,7 @@ async fn session(inner: &Arc<Inner>, node: &ControlNode, index: usize, hello: &m
                     }
                 };
                 *hello = true;
+                let positions_key = key.clone();
                 key = match adopt(inner, node, &key, &id, resumed_empty).await {
                     Ok(Some(effective)) => effective,
                     Ok(None) => return End::Rekeyed,
@@ -260,10 +267,31 @@ async fn session(inner: &Arc<Inner>, node: &ControlNode, index: usize, hello: &m
                 }
                 ControlMetrics::add(&inner.metrics().connected, 1);
                 tracing::info!(node = %node.url, %control_id, "connected to control");
-                let new_link = inner.link(&key);
-                // Report where this edge stands at once (control may have missed the last Ack).
-                new_link.ack.notify_one();
-                link = Some(new_link);
+                if frame.hello_version().is_some_and(|v| v.has_log_identity()) {
+                    let mut p = positions.take().unwrap_or_default();
+                    if key != positions_key {
+                        // Offsets are kept per key: the new key has none yet.
+                        (p.log_id, p.last) = (None, Vec::new());
+                    }
+                    let frame = EdgeFrame::Positions { log_id: p.log_id, last: p.last, notices: p.notices };
+                    if let Err(e) = sender.send(&frame).await {
+                        return e;
+                    }
+                    awaiting_log = true;
+                    continue;
+                }
+                link = Some(start_acks(inner, &key));
+                continue;
+            }
+            if let ControlFrame::Log { log_id, reset, start } = frame {
+                if !awaiting_log {
+                    return End::Failed("control sent Log without being asked".into());
+                }
+                if let Err(e) = apply::log(inner, &key, &log_id, reset, &start).await {
+                    return End::Failed(e.to_string());
+                }
+                awaiting_log = false;
+                link = Some(start_acks(inner, &key));
                 continue;
             }
             if let Err(e) = handle(inner, &key, &control_id, frame, &mut sender, link.as_deref()).await {
@@ -271,6 +299,13 @@ async fn session(inner: &Arc<Inner>, node: &ControlNode, index: usize, hello: &m
             }
         }
     }
+}
+
+/// The link of `key`, with an Ack asked for at once: control may have missed the last one.
+fn start_acks(inner: &Arc<Inner>, key: &str) -> Arc<Link> {
+    let link = inner.link(key);
+    link.ack.notify_one();
+    link
 }
 
 /// Accepts the `control_id` a node announced and returns the key its offsets are kept under:
@@ -325,6 +360,7 @@ async fn handle(
 ) -> Result<(), End> {
     match frame {
         ControlFrame::Hello { .. } => return Err(End::Failed("control sent a second Hello".into())),
+        ControlFrame::Log { .. } => return Err(End::Failed("control sent a second Log".into())),
         ControlFrame::Heartbeat { .. } => return Ok(()),
         ControlFrame::Tasks { queue, first_offset, tasks } => {
             let k = key.to_owned();

@@ -13,14 +13,14 @@ use crate::support::{wasm_bytes, EdgeTest, FakeControl, FakeStream, Origin, Repl
 
 /// Certificates (dev CA, control, `edge-1`), the fake control node and an origin whose every
 /// path is cacheable for ten minutes.
-struct Setup {
-    dir: TempDir,
-    control: FakeControl,
-    origin: Origin,
+pub(crate) struct Setup {
+    pub(crate) dir: TempDir,
+    pub(crate) control: FakeControl,
+    pub(crate) origin: Origin,
 }
 
 impl Setup {
-    async fn new() -> Setup {
+    pub(crate) async fn new() -> Setup {
         let dir = TempDir::new().unwrap();
         edgepurge_tls::certs::init(&dir.path().join("certs"), 1, &[], false).unwrap();
         let control = FakeControl::start(&dir.path().join("certs")).await;
@@ -30,13 +30,13 @@ impl Setup {
     }
 
     /// Starts an edge consuming from the fake control node, its buffer in `state`.
-    async fn edge(&self, extra: &str) -> Running {
+    pub(crate) async fn edge(&self, extra: &str) -> Running {
         let section = self.control.edge_section(&self.dir.path().join("state"), extra);
         EdgeTest::new().origin("a.test", &self.origin).section(&section).start().await
     }
 }
 
-fn url_task(id: u64, path: &str) -> WireTask {
+pub(crate) fn url_task(id: u64, path: &str) -> WireTask {
     WireTask {
         id,
         kind: WireTaskKind::Url,
@@ -49,7 +49,7 @@ fn url_task(id: u64, path: &str) -> WireTask {
 }
 
 /// Fetches `path` twice so it is cached, and checks the second is a hit.
-async fn cache(edge: &Running, path: &str) {
+pub(crate) async fn cache(edge: &Running, path: &str) {
     edge.get(path).await.assert_fwd("miss");
     edge.get(path).await.assert_hit();
 }
@@ -259,7 +259,7 @@ async fn refused_connections_are_reported_with_their_reason() {
     let theirs = edgepurge_wire::ProtocolVersion { major: 9, minor: 0 };
     stream.send(ControlFrame::Hello { protocol_version: theirs, control_id: "control-9".into() });
     let error = wait_last_error(&edge, |e| e.contains("protocol")).await;
-    assert!(error.contains("9.0") && error.contains("1.0"), "{error}");
+    assert!(error.contains("9.0") && error.contains(&edgepurge_wire::PROTOCOL_VERSION.to_string()), "{error}");
     let mut again = setup.control.next_stream().await;
     again.hello("control-1").await;
     edge.shutdown().await;

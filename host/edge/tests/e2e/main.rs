@@ -7,6 +7,7 @@ mod collapse;
 mod consumer;
 mod operations;
 mod policy;
+mod positions;
 mod purges;
 mod range;
 mod rfc;

@@ -71,6 +71,8 @@ pub fn control_frame() -> impl Strategy<Value = ControlFrame> {
         (".{0,10}", ".{0,6}", "[0-9a-f]{64}", prop::collection::vec(any::<u8>(), 0..300))
             .prop_map(|(name, version, sha256, bytes)| ControlFrame::Policy { name, version, sha256, bytes }),
         any::<u64>().prop_map(|at_ms| ControlFrame::Heartbeat { at_ms }),
+        ("[0-9a-f]{0,32}", proptest::option::of(".{0,30}"), resume_points())
+            .prop_map(|(log_id, reset, start)| ControlFrame::Log { log_id, reset, start }),
     ]
 }
 
@@ -91,5 +93,11 @@ pub fn edge_frame() -> impl Strategy<Value = EdgeFrame> {
         (".{0,10}", ".{0,6}", "[0-9a-f]{64}", proptest::option::of(".{0,30}"))
             .prop_map(|(name, version, sha256, error)| EdgeFrame::PolicyLoaded { name, version, sha256, error }),
         any::<u64>().prop_map(|at_ms| EdgeFrame::Heartbeat { at_ms }),
+        (
+            proptest::option::of("[0-9a-f]{0,32}"),
+            prop::collection::vec((any::<u32>(), any::<u64>(), any::<u64>()), 0..5),
+            prop::collection::vec((any::<u64>(), ".{0,30}"), 0..3)
+        )
+            .prop_map(|(log_id, last, notices)| EdgeFrame::Positions { log_id, last, notices }),
     ]
 }

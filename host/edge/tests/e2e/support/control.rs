@@ -28,6 +28,9 @@ use super::PATIENCE;
 type BodyStream = Pin<Box<dyn Stream<Item = Result<Frame<Bytes>, Infallible>> + Send>>;
 type FakeBody = http_body_util::Either<StreamBody<BodyStream>, Full<Bytes>>;
 
+/// The log identity the fake control accepts positions under.
+pub const FAKE_LOG_ID: &str = "fa4e0000000000000000000000000001";
+
 /// A fake control node's queue server on 127.0.0.1:0.
 pub struct FakeControl {
     /// Its address.
@@ -191,14 +194,35 @@ impl FakeStream {
         }
     }
 
-    /// Reads the edge's `Hello` and answers with ours as `control_id`: the edge's resume offsets
-    /// and free buffer space.
+    /// Reads the edge's `Hello` and answers with ours as `control_id`, then reads its
+    /// `Positions` and accepts them under [`FAKE_LOG_ID`]: the edge's resume offsets and free
+    /// buffer space.
     pub async fn hello(&mut self, control_id: &str) -> (Vec<(QueueId, Offset)>, u64) {
+        let (resume, free, _) = self
+            .hello_then(control_id, |resume, _| ControlFrame::Log {
+                log_id: FAKE_LOG_ID.into(),
+                reset: None,
+                start: resume.to_vec(),
+            })
+            .await;
+        (resume, free)
+    }
+
+    /// [`FakeStream::hello`] answering the edge's `Positions` with the `Log` that `log` makes of
+    /// its resume offsets and `Positions`; returns the `Positions` too.
+    pub async fn hello_then(
+        &mut self,
+        control_id: &str,
+        log: impl FnOnce(&[(QueueId, Offset)], &EdgeFrame) -> ControlFrame,
+    ) -> (Vec<(QueueId, Offset)>, u64, EdgeFrame) {
         let frame = self.recv().await;
         let (resume, free) = frame.expect_hello().unwrap_or_else(|e| panic!("first frame: {e}: {frame:?}"));
         let resume = resume.to_vec();
         self.send(ControlFrame::Hello { protocol_version: PROTOCOL_VERSION, control_id: control_id.into() });
-        (resume, free)
+        let positions = self.recv().await;
+        assert!(matches!(positions, EdgeFrame::Positions { .. }), "expected Positions after Hello: {positions:?}");
+        self.send(log(&resume, &positions));
+        (resume, free, positions)
     }
 
     /// Reads frames until an `Ack` for which `done` holds; returns it.
