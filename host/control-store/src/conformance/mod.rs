@@ -8,13 +8,15 @@
 //!
 //! The checks use only the traits, so they pin down the behaviour the API relies on: round trips,
 //! per-queue offsets, all-or-nothing appends, durability across a reopen, idempotency, progress
-//! from watermarks, record queries with paging, folding, trimming and token lookup by hash.
+//! from watermarks, record queries with paging, folding, trimming, token lookup by hash and the write probe.
 
+mod probe;
 mod queues;
 mod records;
 
 use std::future::Future;
 
+pub use probe::*;
 pub use queues::*;
 pub use records::*;
 
@@ -55,7 +57,8 @@ macro_rules! conformance_tests {
             folding_finds_undelivered_tasks_only,
             trimming_below_lowest_watermark,
             edge_reports_and_policy_are_recorded,
-            tokens_are_found_by_hash_only
+            tokens_are_found_by_hash_only,
+            write_probe_succeeds_and_changes_nothing_visible
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {

@@ -7,6 +7,7 @@
 //! commit and never wait for the writer). Every call runs on tokio's blocking pool. The schema is
 //! in `schema.rs`.
 
+mod probe;
 mod queue;
 mod records;
 mod schema;
@@ -194,6 +195,10 @@ impl QueueStore for SqliteStore {
 
     async fn trim(&self, queue: u32, below: u64) -> Result<u64> {
         self.run(move |c, q| queue::trim(c, q, queue, below)).await
+    }
+
+    async fn probe_write(&self) -> Result<()> {
+        self.run(|c, _| probe::probe_write(c)).await
     }
 }
 

@@ -4,11 +4,14 @@
 mod admin;
 mod auth;
 mod bulk;
+mod contract;
+mod contract_cases;
 mod fold;
 mod health;
 mod openapi;
 mod queue_server;
 mod retention;
+mod schema;
 mod status;
 mod submit;
 mod support;
