@@ -39,15 +39,18 @@ pub struct Op<'d> {
 }
 
 impl Op<'_> {
-    fn name(&self) -> String {
+    /// `GET /v1/records`.
+    pub fn name(&self) -> String {
         format!("{} {}", self.method.to_ascii_uppercase(), self.path)
     }
 
-    fn params(&self) -> Vec<&Value> {
+    /// Its parameters.
+    pub fn params(&self) -> Vec<&Value> {
         self.op["parameters"].as_array().map(|p| p.iter().collect()).unwrap_or_default()
     }
 
-    fn secured(&self, doc: &Value) -> bool {
+    /// Whether it needs a token (its own `security`, else the document's).
+    pub fn secured(&self, doc: &Value) -> bool {
         let security = self.op.get("security").unwrap_or(&doc["security"]);
         security.as_array().is_some_and(|s| !s.is_empty())
     }
@@ -481,40 +484,5 @@ async fn every_answer_to_requests_generated_from_the_document_is_one_it_describe
     println!("{sent} generated requests");
     assert!(sent > 100, "only {sent} requests generated");
     assert!(problems.is_empty(), "{} answers disagree with openapi.json:\n{}", problems.len(), problems.join("\n"));
-    c.stop().await;
-}
-
-#[tokio::test]
-async fn every_error_answer_is_documented_with_the_json_error_body() {
-    let c = ControlTest::new().start().await.unwrap();
-    let doc = c.send("GET", "/v1/openapi.json", None, &[], "").await.json;
-    let v = Validator::new(&doc);
-    let error_body = json!({"$ref": "#/components/schemas/ErrorBody"});
-    let mut problems = Vec::new();
-    for op in operations(&doc) {
-        let responses = op.op["responses"].as_object().expect("responses");
-        let mut wanted: Vec<&str> = Vec::new();
-        if op.secured(&doc) {
-            // The token is looked up in the store: every authenticated operation can say 401 and 503.
-            wanted.extend(["401", "503"]);
-        }
-        if op.params().iter().any(|p| p["in"] == "path" || p["in"] == "query") {
-            wanted.push("400");
-        }
-        if op.op.get("requestBody").is_some() {
-            wanted.extend(["400", "413"]);
-        }
-        for code in wanted.into_iter().filter(|c| !responses.contains_key(*c)) {
-            problems.push(format!("{}: does not document {code}", op.name()));
-        }
-        for (code, response) in responses.iter().filter(|(code, _)| !code.starts_with('2')) {
-            let schema = &v.resolve(response)["content"]["application/json"]["schema"];
-            let readiness = op.path == "/readyz" && schema["$ref"] == "#/components/schemas/Readiness";
-            if *schema != error_body && !readiness {
-                problems.push(format!("{} {code}: not the application/json ErrorBody: {response}", op.name()));
-            }
-        }
-    }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
     c.stop().await;
 }

@@ -1,7 +1,9 @@
 //! The answers of the contract (`contract.rs`) that need a setup of their own, checked against
 //! the served OpenAPI document the same way: 429 with its headers, 413 for each body limit, 503
 //! from a store that reads but cannot be written (submissions and `/readyz`), and the JSON error
-//! body of an unknown path (404) and of a method a path does not serve (405, with `Allow`).
+//! body of an unknown path (404) and of a method a path does not serve (405, with `Allow`); and
+//! what the document itself must say: the statuses each kind of operation can answer, each
+//! refusal with the JSON error body.
 
 use std::time::{Duration, Instant};
 
@@ -153,5 +155,40 @@ async fn unknown_paths_and_methods_answer_the_json_error_body() {
         assert!(r.error().contains(method) && r.error().contains("Allow"), "{r:?}");
     }
     assert_agrees(problems);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn every_error_answer_is_documented_with_the_json_error_body() {
+    let c = ControlTest::new().start().await.unwrap();
+    let doc = c.send("GET", "/v1/openapi.json", None, &[], "").await.json;
+    let v = Validator::new(&doc);
+    let error_body = json!({"$ref": "#/components/schemas/ErrorBody"});
+    let mut problems = Vec::new();
+    for op in operations(&doc) {
+        let responses = op.op["responses"].as_object().expect("responses");
+        let mut wanted: Vec<&str> = Vec::new();
+        if op.secured(&doc) {
+            // The token is looked up in the store: every authenticated operation can say 401 and 503.
+            wanted.extend(["401", "503"]);
+        }
+        if op.params().iter().any(|p| p["in"] == "path" || p["in"] == "query") {
+            wanted.push("400");
+        }
+        if op.op.get("requestBody").is_some() {
+            wanted.extend(["400", "413"]);
+        }
+        for code in wanted.into_iter().filter(|c| !responses.contains_key(*c)) {
+            problems.push(format!("{}: does not document {code}", op.name()));
+        }
+        for (code, response) in responses.iter().filter(|(code, _)| !code.starts_with('2')) {
+            let schema = &v.resolve(response)["content"]["application/json"]["schema"];
+            let readiness = op.path == "/readyz" && schema["$ref"] == "#/components/schemas/Readiness";
+            if *schema != error_body && !readiness {
+                problems.push(format!("{} {code}: not the application/json ErrorBody: {response}", op.name()));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
     c.stop().await;
 }
