@@ -14,7 +14,7 @@
 //! | `GET /v1/records` | [`RecordPage`] |
 //! | `GET /v1/edges` | [`EdgeList`] |
 //! | `DELETE /v1/edges/{name}` | [`Decommissioned`] |
-//! | every error status | [`ErrorBody`] |
+//! | every refusal and error (4xx, 5xx; `/readyz`'s 503 excepted) | [`ErrorBody`] |
 //! | `/healthz`, `/readyz` | [`Liveness`], [`Readiness`] |
 //!
 //! Conventions of every document: times are RFC 3339 UTC strings with milliseconds
@@ -48,7 +48,8 @@ pub trait Document: Serialize + DeserializeOwned {
     fn example() -> Self;
 }
 
-/// The body of every error answer (4xx, 5xx).
+/// The body of every error answer (4xx, 5xx), `application/json`: the handlers' own refusals,
+/// axum's extractor rejections (query string, path, body), unknown paths and methods alike.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// What went wrong, naming the offending item (a URL, a header, a limit) and what to do.
@@ -56,7 +57,7 @@ pub struct ErrorBody {
 }
 
 impl Document for ErrorBody {
-    const SCHEMA: &'static str = "Error";
+    const SCHEMA: &'static str = "ErrorBody";
 
     fn example() -> Self {
         ErrorBody { error: "host `b.com` is outside this token's hosts".into() }
@@ -85,12 +86,13 @@ impl Document for Liveness {
     }
 }
 
-/// `GET /readyz`: whether the store answers (200 `ready`, else 503 `not ready`).
+/// `GET /readyz`: whether the store answers a read and takes a write (200 `ready`, else 503
+/// `not ready`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Readiness {
     /// Whether this node can take purges now.
     pub status: ReadyState,
-    /// Why not: the store's error. Absent when ready.
+    /// Why not: whether reading or writing failed, and the store's error. Absent when ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -98,10 +100,10 @@ pub struct Readiness {
 /// The two answers of `GET /readyz`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReadyState {
-    /// `ready`: the store answered.
+    /// `ready`: the store answered a read and took a probe write.
     #[serde(rename = "ready")]
     Ready,
-    /// `not ready`: the store failed (see `error`).
+    /// `not ready`: the store could not be read or written (see `error`).
     #[serde(rename = "not ready")]
     NotReady,
 }
@@ -110,7 +112,10 @@ impl Document for Readiness {
     const SCHEMA: &'static str = "Readiness";
 
     fn example() -> Self {
-        Readiness { status: ReadyState::NotReady, error: Some("database is locked".into()) }
+        Readiness {
+            status: ReadyState::NotReady,
+            error: Some("the store cannot be written: database is locked".into()),
+        }
     }
 }
 
@@ -132,7 +137,10 @@ mod tests {
         assert_eq!(round_trip(&Liveness::ok()), json!({"status": "ok"}));
         let ready = Readiness { status: ReadyState::Ready, error: None };
         assert_eq!(round_trip(&ready), json!({"status": "ready"}));
-        assert_eq!(round_trip(&Readiness::example()), json!({"status": "not ready", "error": "database is locked"}));
+        assert_eq!(
+            round_trip(&Readiness::example()),
+            json!({"status": "not ready", "error": "the store cannot be written: database is locked"})
+        );
         assert_eq!(round_trip(&ErrorBody::example())["error"], "host `b.com` is outside this token's hosts");
     }
 }

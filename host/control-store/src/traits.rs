@@ -49,6 +49,13 @@ pub trait QueueStore: Send + Sync {
     /// Drops the tasks of `queue` with offsets below `below` from the queue log (their records
     /// stay until [`RecordStore::expire`]). Returns how many became unreadable. Idempotent.
     fn trim(&self, queue: u32, below: u64) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Writes something small and durable (committed as an append is, then visible to nothing
+    /// else), to tell whether the store can take a batch now: a store that still reads but can
+    /// no longer write (full disk, read-only file system, a lock held elsewhere) fails here.
+    /// Control's `/readyz` calls it at most once a second. A backend that splits queues and
+    /// records over two systems writes to both.
+    fn probe_write(&self) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// Batches, edges, watermarks, progress and record queries.

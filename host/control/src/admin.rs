@@ -14,6 +14,7 @@ use edgepurge_control_store::{ApiToken, ControlStore};
 
 use crate::authenticated::Authenticated;
 use crate::hub::PublishedPolicy;
+use crate::response::Checked;
 use crate::state::AppState;
 use crate::{now_ms, rfc3339, Error};
 
@@ -40,7 +41,8 @@ pub(crate) async fn policy<S: ControlStore>(
 pub(crate) async fn replace_policy<S: ControlStore>(
     State(state): State<Arc<AppState<S>>>,
     Authenticated(token): Authenticated,
-    body: Bytes,
+    // Checked: a body over the limit (8 MiB) answers 413 with the JSON error body.
+    Checked(body): Checked<Bytes>,
 ) -> Result<Response, Error> {
     require_admin(&token, "changing the policy")?;
     let status = state
@@ -57,8 +59,8 @@ pub(crate) async fn replace_policy<S: ControlStore>(
 /// `DELETE /v1/edges/{name}`: decommissions an edge.
 pub(crate) async fn decommission<S: ControlStore>(
     State(state): State<Arc<AppState<S>>>,
-    Path(name): Path<String>,
     Authenticated(token): Authenticated,
+    Checked(Path(name)): Checked<Path<String>>,
 ) -> Result<Response, Error> {
     require_admin(&token, "decommissioning an edge")?;
     let at = now_ms();

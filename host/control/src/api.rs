@@ -3,30 +3,34 @@
 //!
 //! | route | auth | answers |
 //! |---|---|---|
-//! | `POST /v1/purges` | token, rate-limited | 202 `{id, tasks, folded, queued_at, replayed}`; 400, 401, 403, 415, 429, 503 |
-//! | `GET /v1/purges/{id}` | token (its own batches; admin: all) | 200 progress; 401, 404 |
-//! | `GET /v1/policy`, `PUT /v1/policy` | token; PUT: admin | 200 the policy; 400, 401, 403 |
-//! | `DELETE /v1/edges/{name}` | admin | 200; 401, 403, 404 |
-//! | `GET /v1/purges/{id}/events` | as above | Server-Sent Events: `progress` on every change until done |
-//! | `GET /v1/queues` | token | 200 per-queue depth and pending bytes |
-//! | `GET /v1/records?url=…` (or `prefix=`, `tag=`, `host=`; `after=`, `limit=`) | token (its hosts; tags: admin) | 200 entries with per-edge state, `next`; 400, 403 |
-//! | `GET /v1/edges` | token | 200 per edge: watermark and lag per queue, last report |
+//! | `POST /v1/purges` | token, rate-limited | 202 `{id, tasks, folded, queued_at, replayed}`; 400, 401, 403, 413, 415, 429, 503 |
+//! | `GET /v1/purges/{id}` | token (its own batches; admin: all) | 200 progress; 400, 401, 404, 503 |
+//! | `GET /v1/purges/{id}/events` | as above | Server-Sent Events: `progress` on every change until done; 400, 401, 404, 503 |
+//! | `GET /v1/queues` | token | 200 per-queue depth and pending bytes; 401, 503 |
+//! | `GET /v1/records?url=…` (or `prefix=`, `tag=`, `host=`; `after=`, `limit=`) | token (its hosts; tags: admin) | 200 entries with per-edge state, `next`; 400, 401, 403, 503 |
+//! | `GET /v1/edges` | token | 200 per edge: watermark and lag per queue, last report; 401, 503 |
+//! | `DELETE /v1/edges/{name}` | admin | 200; 400, 401, 403, 404, 503 |
+//! | `GET /v1/policy`, `PUT /v1/policy` | token; PUT: admin | 200 the policy; 401, 503; PUT: 400, 403, 413 |
 //! | `GET /v1/openapi.json` | none | the OpenAPI 3.1 document of these routes |
 //! | `GET /metrics` | none | Prometheus text: submissions by outcome, tasks accepted, queue depth and bytes |
 //! | `GET /healthz` | none | 200 while the process serves |
-//! | `GET /readyz` | none | 200 when the store answers, else 503 |
+//! | `GET /readyz` | none | 200 when the store reads and takes a write ([`WriteProbe`](crate::state::WriteProbe)), else 503 |
 //!
-//! Errors are `{"error": "…"}` naming the offending item. Only submissions take from the rate
-//! limit, so polling a batch's status never stops a customer from purging.
+//! Every refusal is `{"error": "…"}` (`application/json`) naming the offending item and what to
+//! do: the handlers' own errors, axum's extractor rejections (through
+//! [`Checked`](crate::response::Checked)), an unknown path (404) and a method the path does not
+//! serve (405, with `Allow`). `host/control/tests/e2e/contract.rs` sends requests generated from
+//! openapi.json and checks every answer against it. Only submissions take from the rate limit, so
+//! polling a batch's status never stops a customer from purging.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::handler::Handler;
-use axum::http::Method;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
@@ -42,7 +46,7 @@ use serde::Deserialize;
 use crate::auth::RateState;
 use crate::authenticated::Authenticated;
 use crate::fold::fold_targets;
-use crate::response::rate_headers;
+use crate::response::{rate_headers, Checked};
 use crate::select::expected_wait_ms;
 use crate::state::AppState;
 use crate::tasks::{read_bulk, BulkFormat, PurgeRequest, TaskBuilder};
@@ -113,7 +117,7 @@ pub fn routes<S: ControlStore + 'static>() -> Vec<Route<S>> {
     vec![
         Route::new(Method::POST, "/v1/purges", submit::<S>).answers::<Accepted>(),
         Route::new(Method::GET, "/v1/purges/{id}", status::<S>).answers::<BatchStatus>(),
-        Route::new(Method::GET, "/v1/purges/{id}/events", crate::events::events::<S>).answers::<BatchStatus>(),
+        Route::new(Method::GET, "/v1/purges/{id}/events", events::<S>).answers::<BatchStatus>(),
         Route::new(Method::GET, "/v1/queues", queues::<S>).answers::<QueueList>(),
         Route::new(Method::GET, "/v1/records", crate::views::records::<S>).answers::<RecordPage>(),
         Route::new(Method::GET, "/v1/edges", crate::views::edges::<S>).answers::<EdgeList>(),
@@ -127,14 +131,32 @@ pub fn routes<S: ControlStore + 'static>() -> Vec<Route<S>> {
     ]
 }
 
-/// The API's routes ([`routes`]) over `state`.
+/// The API's routes ([`routes`]) over `state`; any other path answers 404 and any other method
+/// 405, both with the JSON error body.
 pub fn router<S: ControlStore + 'static>(state: Arc<AppState<S>>) -> Router {
     // Routes on one path with different methods merge into one method router.
-    routes::<S>().into_iter().fold(Router::new(), |router, r| router.route(r.path, r.handler)).with_state(state)
+    let router = routes::<S>().into_iter().fold(Router::new(), |router, r| router.route(r.path, r.handler));
+    // After every route: the 405 fallback is set on the routes that exist when it is called.
+    router.fallback(no_route).method_not_allowed_fallback(no_method).with_state(state)
+}
+
+/// Any path the router does not serve.
+async fn no_route(method: Method, uri: Uri) -> Error {
+    Error::NotFound(format!("no route {method} {}: the API's routes are listed in /v1/openapi.json", uri.path()))
+}
+
+/// A method a served path does not serve (axum adds the `Allow` header to this answer).
+async fn no_method(method: Method, uri: Uri) -> Error {
+    Error::MethodNotAllowed(format!(
+        "{} does not serve {method}: use one of the methods in the Allow header (see /v1/openapi.json)",
+        uri.path()
+    ))
 }
 
 /// Query parameters of `POST /v1/purges` (bulk bodies carry only URLs, so `soft` comes here).
+/// Unknown ones are refused: a misspelt `soft` would otherwise purge hard.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SubmitQuery {
     #[serde(default)]
     soft: bool,
@@ -142,8 +164,9 @@ struct SubmitQuery {
 
 async fn submit<S: ControlStore>(
     State(state): State<Arc<AppState<S>>>,
-    Query(query): Query<SubmitQuery>,
-    // A `Result`, so that a refused token is counted below like every other refusal.
+    // `Result`s, so that a refused token or query is counted below like every other refusal (and
+    // the token is checked first).
+    query: Result<Query<SubmitQuery>, QueryRejection>,
     token: Result<Authenticated, Error>,
     request: Request,
 ) -> Response {
@@ -170,7 +193,7 @@ async fn submit<S: ControlStore>(
 
 async fn submit_inner<S: ControlStore>(
     state: &AppState<S>,
-    query: SubmitQuery,
+    query: Result<Query<SubmitQuery>, QueryRejection>,
     token: Result<Authenticated, Error>,
     request: Request,
     rate: &mut Option<RateState>,
@@ -182,6 +205,7 @@ async fn submit_inner<S: ControlStore>(
         return Err(Error::RateLimited(checked));
     }
     *rate = Some(checked);
+    let Query(query) = query?;
     let idempotency_key = match request.headers().get("idempotency-key") {
         None => None,
         Some(v) => match v.to_str() {
@@ -250,7 +274,7 @@ fn body_format(headers: &HeaderMap) -> Result<Option<BulkFormat>, Error> {
 async fn read_json_body(body: Body, max: usize) -> Result<bytes::Bytes, Error> {
     match http_body_util::Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::Invalid(format!(
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::TooLarge(format!(
             "the JSON body is larger than {max} bytes (max-json-bytes); send large batches as application/x-ndjson \
              or text/plain"
         ))),
@@ -260,8 +284,8 @@ async fn read_json_body(body: Body, max: usize) -> Result<bytes::Bytes, Error> {
 
 async fn status<S: ControlStore>(
     State(state): State<Arc<AppState<S>>>,
-    Path(id): Path<String>,
     Authenticated(token): Authenticated,
+    Checked(Path(id)): Checked<Path<String>>,
 ) -> Result<Response, Error> {
     let mut doc = crate::progress::batch_status(&state.store, &token, &id).await?;
     // ETA: the batch is applied everywhere once the slowest queue it uses has drained what is
@@ -280,6 +304,16 @@ async fn status<S: ControlStore>(
         }
     }
     Ok(Json(doc).into_response())
+}
+
+/// `GET /v1/purges/{id}/events` ([`crate::events`]) with its path checked here, so a path that
+/// is not UTF-8 answers the JSON error body too.
+async fn events<S: ControlStore + 'static>(
+    state: State<Arc<AppState<S>>>,
+    token: Authenticated,
+    Checked(id): Checked<Path<String>>,
+) -> Result<Response, Error> {
+    crate::events::events(state, id, token).await
 }
 
 async fn queues<S: ControlStore>(State(state): State<Arc<AppState<S>>>, _: Authenticated) -> Result<Response, Error> {
@@ -316,11 +350,29 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], include_str!("../openapi.json")).into_response()
 }
 
-async fn ready<S: ControlStore>(State(state): State<Arc<AppState<S>>>) -> Response {
-    match state.store.queue_info().await {
-        Ok(_) => Json(Readiness { status: ReadyState::Ready, error: None }).into_response(),
+/// `GET /readyz`: the store answers a read, and takes a write ([`WriteProbe`](crate::state::WriteProbe): a real,
+/// committed write, at most one a second).
+async fn ready<S: ControlStore + 'static>(State(state): State<Arc<AppState<S>>>) -> Response {
+    let read = state.store.queue_info().await.map(|_| ()).map_err(|e| format!("the store cannot be read: {e}"));
+    let probed = match read {
+        Ok(()) => {
+            let store = state.clone();
+            let probe = move || async move {
+                let probed = store.store.probe_write().await.map_err(|e| format!("the store cannot be written: {e}"));
+                // Logged per probe (at most one a second), not per request.
+                if let Err(e) = &probed {
+                    tracing::warn!(error = %e, "not ready");
+                }
+                probed
+            };
+            state.write_probe.check(probe).await
+        }
+        Err(e) => Err(e),
+    };
+    match probed {
+        Ok(()) => Json(Readiness { status: ReadyState::Ready, error: None }).into_response(),
         Err(e) => {
-            let body = Readiness { status: ReadyState::NotReady, error: Some(e.to_string()) };
+            let body = Readiness { status: ReadyState::NotReady, error: Some(e) };
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }

@@ -19,7 +19,8 @@
 //! - [`counters`] — the API's and the queue server's counters.
 //! - [`hub`] — what the API and the queue streams share: the "appended" signal, the policy sent
 //!   to edges, the connected edges.
-//! - [`response`] — how an [`Error`] becomes an HTTP answer; the `RateLimit-*` headers.
+//! - [`response`] — how an [`Error`] becomes an HTTP answer; the `RateLimit-*` headers;
+//!   `Checked`, through which axum's extractor rejections become [`Error`]s (the JSON body too).
 //! - [`state`] — `QueueState` (store and hub: all the queue server sees) and the API's `AppState`.
 //! - [`authenticated`] — the `Authenticated` extractor: the request's token, or a 401.
 //! - [`tasks`] — the task generator: JSON or streamed bulk bodies → validated, normalised
@@ -45,7 +46,7 @@
 //! not depend on the edge crate.
 //!
 //! A batch is answered `202` only after the store's `append` returned, i.e. once it is fsynced;
-//! a rejected request (401, 403, 429, 400) queues nothing, because every task is checked before
+//! a rejected request (400, 401, 403, 413, 415, 429) queues nothing, because every task is checked before
 //! the single `append`.
 
 #![deny(missing_docs)]
@@ -91,15 +92,21 @@ pub enum Error {
     /// The request is malformed or over a limit (400); the message names the item.
     #[error("{0}")]
     Invalid(String),
-    /// A bulk body in a format the API does not read (415).
+    /// A body larger than the operation accepts (413); the message names the limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A body in a format the API does not read (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// The token's rate limit is exhausted (429).
     #[error("rate limit exceeded: retry in {} s", .0.retry_after_secs)]
     RateLimited(RateState),
-    /// Nothing with this id is visible to the token (404).
+    /// Nothing with this id is visible to the token, or no such route (404).
     #[error("{0}")]
     NotFound(String),
+    /// A method the path does not serve (405; the answer's `Allow` header lists those it does).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// The store failed (503): nothing was queued; retrying (with the same `Idempotency-Key`) is
     /// safe.
     #[error(transparent)]

@@ -173,7 +173,9 @@ where
         let chunk = chunk.map_err(|e| Error::Invalid(format!("the request body could not be read: {e}")))?;
         total += chunk.len() as u64;
         if total > max_bytes {
-            return Err(Error::Invalid(format!("the body is larger than {max_bytes} bytes (max-bulk-bytes)")));
+            return Err(Error::TooLarge(format!(
+                "the body is larger than {max_bytes} bytes (max-bulk-bytes); split it into several batches"
+            )));
         }
         let mut rest = &chunk[..];
         while let Some(nl) = rest.iter().position(|&b| b == b'\n') {

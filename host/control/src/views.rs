@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::auth::host_allowed;
 use crate::authenticated::Authenticated;
+use crate::response::Checked;
 use crate::state::AppState;
 use crate::{rfc3339, Error};
 
@@ -28,8 +29,9 @@ const EVENTS_SHOWN: usize = 5;
 /// Largest page of `GET /v1/records`.
 pub const MAX_PAGE: usize = 1000;
 
-/// `GET /v1/records` parameters: exactly one of `url`, `prefix`, `tag`, `host`; `after` (the
-/// `next` of the previous page) and `limit` (default 100, at most 1000).
+/// `GET /v1/records` parameters: exactly one of `url`, `prefix`, `tag`, `host`, not empty;
+/// `after` (the `next` of the previous page) and `limit` (1 to 1000, default 100). Anything
+/// else is refused (400), as openapi.json describes.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordParams {
@@ -44,9 +46,13 @@ pub struct RecordParams {
 /// The query, normalised like the tasks it must match; scope-checked against the token.
 fn record_query(p: &RecordParams, hosts: &[String], admin: bool) -> Result<RecordQuery, Error> {
     let invalid = |what: &str, e: &dyn std::fmt::Display| Error::Invalid(format!("{what}: {e}"));
-    let given = [&p.url, &p.prefix, &p.tag, &p.host].iter().filter(|v| v.is_some()).count();
+    let keys = [("url", &p.url), ("prefix", &p.prefix), ("tag", &p.tag), ("host", &p.host)];
+    let given = keys.iter().filter(|(_, v)| v.is_some()).count();
     if given != 1 {
         return Err(Error::Invalid("give exactly one of url=, prefix=, tag=, host=".into()));
+    }
+    if let Some((key, _)) = keys.iter().find(|(_, v)| v.as_deref() == Some("")) {
+        return Err(Error::Invalid(format!("{key}= is empty: give the {key} whose records to show")));
     }
     let (query, host) = if let Some(url) = &p.url {
         let url = cache_url(url).map_err(|e| invalid("url", &e))?;
@@ -82,11 +88,17 @@ fn counted(edges: &[Edge], at: u64) -> impl Iterator<Item = &Edge> {
 /// `GET /v1/records`.
 pub async fn records<S: ControlStore>(
     State(state): State<Arc<AppState<S>>>,
-    Query(params): Query<RecordParams>,
+    // The token first: a request without one is told so (401) whatever its query.
     Authenticated(token): Authenticated,
+    Checked(Query(params)): Checked<Query<RecordParams>>,
 ) -> Result<Response, Error> {
     let query = record_query(&params, &token.hosts, token.admin)?;
-    let limit = params.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Error::Invalid(format!(
+            "limit={limit}: give 1 to {MAX_PAGE} entries per page, and follow `next` for more"
+        )));
+    }
     let page = state.store.records(query, params.after.map(RecordCursor), limit).await?;
     let edges = state.store.edges().await?;
     let marks: HashMap<(String, u32), u64> =
@@ -219,5 +231,12 @@ mod tests {
         assert!(matches!(record_query(&p, &hosts, false), Err(Error::Forbidden(_))));
         let two = RecordParams { url: Some("http://a.com/".into()), host: Some("a.com".into()), ..Default::default() };
         assert!(matches!(record_query(&two, &hosts, false), Err(Error::Invalid(_))));
+        for empty in [
+            RecordParams { tag: Some(String::new()), ..Default::default() },
+            RecordParams { prefix: Some(String::new()), ..Default::default() },
+        ] {
+            let e = record_query(&empty, &hosts, true).unwrap_err();
+            assert!(matches!(&e, Error::Invalid(m) if m.contains("is empty")), "{e}");
+        }
     }
 }

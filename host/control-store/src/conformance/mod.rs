@@ -9,15 +9,17 @@
 //! The checks use only the traits, so they pin down the behaviour the API relies on: round trips,
 //! per-queue offsets, all-or-nothing appends, durability across a reopen, idempotency, progress
 //! from watermarks, record queries with paging, folding, trimming, token lookup by hash, the log
-//! identity and an edge's positions.
+//! identity, an edge's positions and the write probe.
 
 mod positions;
+mod probe;
 mod queues;
 mod records;
 
 use std::future::Future;
 
 pub use positions::*;
+pub use probe::*;
 pub use queues::*;
 pub use records::*;
 
@@ -61,7 +63,8 @@ macro_rules! conformance_tests {
             tokens_are_found_by_hash_only,
             log_identity_is_durable_and_unique,
             watermarks_are_lowered_at_stream_start_and_forgotten_on_decommission,
-            edge_events_are_kept_once_newest_first
+            edge_events_are_kept_once_newest_first,
+            write_probe_succeeds_and_changes_nothing_visible
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {

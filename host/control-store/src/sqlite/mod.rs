@@ -8,6 +8,7 @@
 //! in `schema.rs`.
 
 mod positions;
+mod probe;
 mod queue;
 mod records;
 mod schema;
@@ -200,6 +201,10 @@ impl QueueStore for SqliteStore {
 
     async fn trim(&self, queue: u32, below: u64) -> Result<u64> {
         self.run(move |c, q| queue::trim(c, q, queue, below)).await
+    }
+
+    async fn probe_write(&self) -> Result<()> {
+        self.run(|c, _| probe::probe_write(c)).await
     }
 }
 

@@ -69,7 +69,7 @@ async fn a_bulk_body_over_the_byte_limit_is_refused() {
     let t = c.token("t", &["a.com"], false).await;
     let body: String = (0..100).map(|i| format!("http://a.com/{i}\n")).collect();
     let r = c.bulk(&t, "text/plain", body).await;
-    assert_eq!(r.status, 400);
+    assert_eq!(r.status, 413, "too large, not malformed");
     assert!(r.error().contains("max-bulk-bytes"), "{}", r.error());
     assert_eq!(c.queued().await, 0);
     c.stop().await;

@@ -4,6 +4,8 @@
 mod admin;
 mod auth;
 mod bulk;
+mod contract;
+mod contract_cases;
 mod fold;
 mod health;
 mod openapi;
@@ -11,6 +13,7 @@ mod positions;
 mod queue_server;
 mod queue_support;
 mod retention;
+mod schema;
 mod status;
 mod submit;
 mod support;

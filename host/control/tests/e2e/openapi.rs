@@ -82,17 +82,17 @@ async fn every_document_schema_has_exactly_the_fields_of_its_type() {
 
 #[test]
 fn the_check_finds_a_missing_an_extra_and_a_mistyped_field() {
-    let doc = serde_json::json!({"components": {"schemas": {"Error": {"type": "object", "properties": {
+    let doc = serde_json::json!({"components": {"schemas": {"ErrorBody": {"type": "object", "properties": {
         "error": {"type": "integer"}, "code": {"type": "integer"}}}}}});
     let answers = Answers::of::<ErrorBody>();
     let example = serde_json::json!({"error": "x", "hint": "y"});
     let mut problems = Vec::new();
     let mut check = Check { doc: &doc, answers, example: &example, problems: &mut problems };
-    check.compare(&example, &doc["components"]["schemas"]["Error"], "");
+    check.compare(&example, &doc["components"]["schemas"]["ErrorBody"], "");
     let text = problems.join("\n");
-    assert!(text.contains("Error.hint: a field of the type, missing from the schema"), "{text}");
-    assert!(text.contains("Error.code: in the schema, not a field of the type"), "{text}");
-    assert!(text.contains("Error.error: the type writes a string, the schema says"), "{text}");
+    assert!(text.contains("ErrorBody.hint: a field of the type, missing from the schema"), "{text}");
+    assert!(text.contains("ErrorBody.code: in the schema, not a field of the type"), "{text}");
+    assert!(text.contains("ErrorBody.error: the type writes a string, the schema says"), "{text}");
 }
 
 /// Whether `value` holds `"$ref": wanted` at any depth.

@@ -79,7 +79,7 @@ async fn invalid_requests_are_400_naming_the_item_and_queue_nothing() {
     }
     let big = json!({"urls": ["http://a.com/".to_string() + &"x".repeat(20_000)]}).to_string();
     let r = c.send("POST", "/v1/purges", Some(&t), &[("content-type", "application/json")], big).await;
-    assert_eq!(r.status, 400);
+    assert_eq!(r.status, 413, "too large, not malformed");
     assert!(r.error().contains("max-json-bytes"), "{}", r.error());
     let r = c
         .send("POST", "/v1/purges", Some(&t), &[("content-type", "application/json")], &b"{\"urls\": [\"\xff\"]}"[..])
