@@ -74,6 +74,34 @@ pub struct ControlSection {
     /// Idle time after which a heartbeat is sent; 3× without anything received drops the stream.
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
+    /// What the edge does when the receive buffer cannot be opened or read (a damaged file).
+    #[serde(default)]
+    pub on_buffer_failure: OnBufferFailure,
+}
+
+/// `control.on-buffer-failure`: the answer to a receive buffer that cannot be opened or read
+/// (truncated, a garbage page, not a database, deleted under a running edge). Either way no
+/// purge is lost: the tasks the damaged file held are treated as unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnBufferFailure {
+    /// Move the file aside, purge everything the edge holds (hard), start a fresh buffer and
+    /// keep serving; control re-sends from the fresh buffer's empty positions.
+    #[default]
+    PurgeAndContinue,
+    /// Answer every proxy request `503` (with `Retry-After`) until the buffer is readable again
+    /// (the operator moves the file aside or repairs it); then purge everything and serve.
+    StopServing,
+}
+
+impl OnBufferFailure {
+    /// The value as written in `edge.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnBufferFailure::PurgeAndContinue => "purge-and-continue",
+            OnBufferFailure::StopServing => "stop-serving",
+        }
+    }
 }
 
 /// One `[control] nodes` entry, parsed when the config is loaded (a bad entry fails the load,

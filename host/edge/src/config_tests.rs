@@ -82,6 +82,9 @@ fn control_section_is_optional_and_checked() {
         .control
         .unwrap();
     assert_eq!((config.buffer_bytes, config.heartbeat_ms), (64 << 20, 5000));
+    assert_eq!(config.on_buffer_failure, OnBufferFailure::PurgeAndContinue);
+    let stop = EdgeConfig::parse(&control("nodes = [\"https://c\"]\non-buffer-failure = \"stop-serving\""), "e");
+    assert_eq!(stop.unwrap().control.unwrap().on_buffer_failure, OnBufferFailure::StopServing);
     let nodes = &config.nodes;
     assert_eq!((nodes[0].host.as_str(), nodes[0].port), ("127.0.0.1", 7443));
     assert_eq!((nodes[1].host.as_str(), nodes[1].port), ("c2", 443));
@@ -94,6 +97,8 @@ fn control_section_is_optional_and_checked() {
     assert!(err("nodes = [\"https://c\"]\nbuffer-bytes = 10").contains("buffer-bytes"));
     assert!(err("nodes = [\"https://c\"]\ncrl = \"/nonexistent/crl.pem\"").contains("control.crl"));
     assert!(err("nodes = [\"https://c\"]\nnode = 1").contains("node"));
+    let bad = err("nodes = [\"https://c\"]\non-buffer-failure = \"ignore\"");
+    assert!(bad.contains("on-buffer-failure") && bad.contains("stop-serving"), "{bad}");
 }
 
 #[test]

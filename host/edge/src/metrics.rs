@@ -67,6 +67,13 @@ pub struct ControlMetrics {
     pub policies_refused: AtomicU64,
     /// Resume positions control refused (another log, beyond its end): everything was purged.
     pub positions_reset: AtomicU64,
+    /// Damaged receive buffers replaced by a readable one (everything purged each time).
+    pub buffer_resets: AtomicU64,
+    /// 1 while the receive buffer cannot be read (damaged, being replaced, or waiting with
+    /// `stop-serving`), else 0.
+    pub buffer_unreadable: AtomicU64,
+    /// Rows of the receive buffer whose task did not decode (their host, or everything, purged).
+    pub unreadable_tasks: AtomicU64,
 }
 
 impl ControlMetrics {
@@ -76,7 +83,7 @@ impl ControlMetrics {
     }
 
     fn write(&self, out: &mut String) {
-        let series: [(&str, &str, &str, &AtomicU64); 11] = [
+        let series: [(&str, &str, &str, &AtomicU64); 14] = [
             (
                 "edgepurge_control_tasks_received_total",
                 "counter",
@@ -137,6 +144,24 @@ impl ControlMetrics {
                 "counter",
                 "Policies from control refused.",
                 &self.policies_refused,
+            ),
+            (
+                "edgepurge_control_buffer_resets_total",
+                "counter",
+                "Damaged receive buffers moved aside or replaced by a readable one (everything purged).",
+                &self.buffer_resets,
+            ),
+            (
+                "edgepurge_control_buffer_unreadable",
+                "gauge",
+                "1 while the receive buffer cannot be read (damaged), else 0.",
+                &self.buffer_unreadable,
+            ),
+            (
+                "edgepurge_control_unreadable_tasks_total",
+                "counter",
+                "Receive buffer rows whose task did not decode (their host or everything purged, reported failed).",
+                &self.unreadable_tasks,
             ),
         ];
         for (name, kind, help, value) in series {
@@ -288,6 +313,8 @@ mod tests {
         m.write(&mut out);
         assert!(out.contains("edgepurge_control_tasks_received_total 3"), "{out}");
         assert!(out.contains("edgepurge_control_connected_nodes 0"), "{out}");
+        assert!(out.contains("# TYPE edgepurge_control_buffer_resets_total counter\n"), "{out}");
+        assert!(out.contains("edgepurge_control_buffer_unreadable 0"), "{out}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The proxy listener's HTTP side: route by `Host`, normalise the URL, send GET and HEAD through
 //! the cache (`cache_path`), pass other methods through and invalidate on success, and the
-//! conventional `PURGE` method from `admin-networks`.
+//! conventional `PURGE` method from `admin-networks`. With `control.on-buffer-failure =
+//! "stop-serving"` and an unreadable receive buffer, every request is answered `503`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,6 +60,9 @@ pub(crate) async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>, peer
 }
 
 async fn answer(shared: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    if shared.control.get().is_some_and(|status| status.serving_blocked()) {
+        return consumer_unhealthy();
+    }
     if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
         return text(StatusCode::BAD_REQUEST, "more than one Host header"); // RFC 9112 §3.2
     }
@@ -92,6 +96,22 @@ async fn answer(shared: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) -
     } else {
         pass_through(&shared, req, origin, uri, &url).await
     }
+}
+
+/// What a client is told to wait while the purge consumer is unhealthy, in seconds.
+const UNHEALTHY_RETRY_AFTER: &str = "10";
+
+/// The answer to every request while `control.on-buffer-failure = "stop-serving"` holds the
+/// proxy: the receive buffer is unreadable, so purges cannot be applied and anything cached may
+/// be stale (the cause is in the edge's log and `GET /control`, not told to clients).
+fn consumer_unhealthy() -> Response<ProxyBody> {
+    let mut resp = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this edge's purge consumer is unhealthy (its receive buffer cannot be read), so it serves nothing until \
+         purges can be applied again; retry later or use another edge",
+    );
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(UNHEALTHY_RETRY_AFTER));
+    resp
 }
 
 /// The header that makes a `PURGE` soft (kept but stale) instead of hard.

@@ -11,13 +11,29 @@
 //!
 //! All calls are blocking: the consumer runs them through [`SharedBuffer::call`] on tokio's
 //! blocking pool, never on the async runtime's threads.
+//!
+//! A damaged file (SQLite reports it corrupt or not a database, it is truncated, or it was
+//! deleted or replaced under the running edge) is an error of its own ([`BufferError::damage`]):
+//! [`SharedBuffer`] refuses further calls and wakes whoever waits in
+//! [`SharedBuffer::damage_reported`] (the consumer's recovery, which replaces the buffer). A
+//! single row that does not decode is not damage: [`ReceiveBuffer::pending`] returns it as
+//! [`Pending::Unreadable`] beside the good rows.
+
+mod damage;
+mod positions;
+mod shared;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use damage::Pending;
+pub use positions::Positions;
+use damage::{check_tables, damage_of, file_id, keep_files, sqlite_hint, Check};
 use edgepurge_wire::{Offset, QueueId, TaskFailure, WireTask};
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
+pub use shared::SharedBuffer;
 
 /// The buffer's file name inside `state-dir`.
 pub const FILE_NAME: &str = "receive-buffer.sqlite";
@@ -25,16 +41,30 @@ pub const FILE_NAME: &str = "receive-buffer.sqlite";
 /// What can go wrong with the receive buffer.
 #[derive(Debug, thiserror::Error)]
 pub enum BufferError {
-    /// The state directory or database could not be created or opened.
-    #[error("cannot open the receive buffer {}: {message}; check that control.state-dir is a writable directory", path.display())]
+    /// The state directory or database could not be created or opened (a permission, directory
+    /// or disk problem, not a damaged file: see [`BufferError::Damaged`]).
+    #[error("cannot open the receive buffer {}: {message}", path.display())]
     Open {
         /// The database file.
         path: PathBuf,
-        /// Why.
+        /// Why, and what to check.
         message: String,
     },
-    /// SQLite failed (disk full, I/O error, corrupt file).
-    #[error("receive buffer: {0}; check the disk holding control.state-dir")]
+    /// The file is damaged: unreadable as a database, truncated, or deleted or replaced under the
+    /// running edge. The consumer moves it aside and starts a fresh buffer (or stops serving).
+    #[error("the receive buffer {} is damaged: {cause}", path.display())]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong with it.
+        cause: String,
+    },
+    /// No buffer is in use: it was found damaged and is being replaced (or, with
+    /// `on-buffer-failure = "stop-serving"`, waits to be readable again).
+    #[error("the receive buffer is not in use: {0}")]
+    Unavailable(String),
+    /// SQLite failed (disk full, busy, I/O error, corrupt file); the hint depends on the code.
+    #[error("receive buffer: {0}; {hint}", hint = sqlite_hint(.0))]
     Sqlite(#[from] rusqlite::Error),
     /// A `Tasks` run does not continue what was received: tasks in between would be missing.
     #[error(
@@ -51,18 +81,6 @@ pub enum BufferError {
         received: Offset,
         /// The first offset of the run.
         first: Offset,
-    },
-    /// A stored row does not decode (the file was edited or is from an incompatible build).
-    #[error("receive buffer row {queue}/{offset} of node {node} is unreadable: {message}")]
-    Corrupt {
-        /// The node key.
-        node: String,
-        /// The queue.
-        queue: QueueId,
-        /// The offset.
-        offset: Offset,
-        /// The decoder's message.
-        message: String,
     },
     /// An offset does not fit SQLite's signed 64-bit integers.
     #[error("offset {0} is beyond what the receive buffer can store")]
@@ -114,7 +132,19 @@ pub struct ReceiveBuffer {
     capacity: u64,
     /// Sum of `size_bytes` of the rows held (received, not applied).
     used: u64,
+    /// The database file and its identity when opened.
+    path: PathBuf,
+    file_id: (u64, u64),
+    /// Unique per open (see [`ReceiveBuffer::id`]).
+    id: u64,
 }
+
+/// The next [`ReceiveBuffer::id`].
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The tables verified in full at open: all small (a few rows per node and queue; at most
+/// [`FAILURE_ROWS`] failures; one row per event).
+const CHECKED_TABLES: [&str; 6] = ["watermarks", "nodes", "failures", "events", "logs", "received_prints"];
 
 /// How long a failure report is kept for re-sending after reconnects (1 hour).
 const FAILURE_RETENTION_MS: u64 = 3_600_000;
@@ -153,19 +183,86 @@ CREATE TABLE IF NOT EXISTS events (
 
 impl ReceiveBuffer {
     /// Opens (creating `dir` and the database if missing) the buffer in `dir` with `capacity`
-    /// bytes.
+    /// bytes, and checks it: [`BufferError::Damaged`] when the file is damaged, [`BufferError::Open`]
+    /// (naming the directory or disk problem) when it cannot be opened for another reason.
     pub fn open(dir: &Path, capacity: u64) -> Result<Self> {
         let path = dir.join(FILE_NAME);
-        let open_err = |e: &dyn std::fmt::Display| BufferError::Open { path: path.clone(), message: e.to_string() };
-        std::fs::create_dir_all(dir).map_err(|e| open_err(&e))?;
-        let conn = Connection::open(&path).map_err(|e| open_err(&e))?;
+        std::fs::create_dir_all(dir).map_err(|e| BufferError::Open {
+            path: path.clone(),
+            message: format!(
+                "cannot create the directory {}: {e}; control.state-dir must name a directory the edge can write",
+                dir.display()
+            ),
+        })?;
+        let failed = |e: rusqlite::Error| match damage_of(&e) {
+            Some(cause) => BufferError::Damaged { path: path.clone(), cause },
+            None => BufferError::Open { path: path.clone(), message: format!("{e}; {}", sqlite_hint(&e)) },
+        };
+        let conn = Connection::open(&path).map_err(failed)?;
+        let used = match Self::prepare(&conn) {
+            Ok(used) => used,
+            Err(e) => {
+                keep_files(conn);
+                return Err(match e {
+                    Check::Sqlite(e) => failed(e),
+                    Check::Problem(cause) => BufferError::Damaged { path, cause },
+                });
+            }
+        };
+        let file_id = file_id(&path).map_err(|e| BufferError::Open {
+            path: path.clone(),
+            message: format!("cannot read its metadata: {e}; check control.state-dir"),
+        })?;
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        Ok(ReceiveBuffer { conn, capacity, used, path, file_id, id })
+    }
+
+    /// Sets `conn` up and checks it: the bytes held, or what is wrong.
+    fn prepare(conn: &Connection) -> Result<u64, Check> {
         // FULL: a task acknowledged as received must survive a power cut, not only a crash.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| open_err(&e))?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(|e| open_err(&e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| open_err(&e))?;
-        conn.execute_batch(SCHEMA).map_err(|e| open_err(&e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        // The check, cheap for a large buffer: `PRAGMA quick_check` of the whole file verifies
+        // every page of every b-tree, O(file size) on top of reading it, at every start. Instead
+        // the small tables are verified (`quick_check(table)`: every page, cell and NOT NULL
+        // column of that table and its indexes), and the tasks table, the only large one, is
+        // walked once by the SUM(size) the open needs anyway: that visits every page of its
+        // b-tree and decodes every row's header, so a garbage page there fails the open too.
+        // Damage inside one task's text shows when the row is read (`Pending::Unreadable`,
+        // answered by purging its host).
+        if let Some(problem) = check_tables(conn)? {
+            return Err(Check::Problem(problem));
+        }
         let used: i64 = conn.query_row("SELECT COALESCE(SUM(size), 0) FROM tasks", [], |r| r.get(0))?;
-        Ok(ReceiveBuffer { conn, capacity, used: used.max(0) as u64 })
+        Ok(used.max(0) as u64)
+    }
+
+    /// Closes the buffer leaving its files as they are, for a damaged buffer about to be moved
+    /// aside: without the checkpoint SQLite makes when the last connection closes, which would
+    /// copy the log into the damaged file and delete the `-wal`.
+    pub fn close_as_is(self) {
+        keep_files(self.conn);
+    }
+
+    /// Which open of a buffer this is: unique in the process, so work read from a buffer that
+    /// was since replaced (after damage) is not recorded in its successor.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Fails with [`BufferError::Damaged`] when the file was deleted or another was put in its
+    /// place since the open (SQLite would go on using the old one unnoticed).
+    pub fn check_file(&self) -> Result<()> {
+        let cause = match file_id(&self.path) {
+            Ok(id) if id == self.file_id => return Ok(()),
+            Ok(_) => "another file was put in its place under the running edge",
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "it was deleted under the running edge",
+            // Cannot tell (a permission change, say): SQLite reports what is wrong when it is used.
+            Err(_) => return Ok(()),
+        };
+        Err(BufferError::Damaged { path: self.path.clone(), cause: cause.into() })
     }
 
     /// The capacity in bytes.
@@ -271,24 +368,31 @@ impl ReceiveBuffer {
         Ok(Stored { inserted: fresh.len() as u64, duplicates: skip, received: last })
     }
 
-    /// Up to `limit` tasks of (`node`, `queue`) not yet applied, in offset order.
-    pub fn pending(&self, node: &str, queue: QueueId, limit: usize) -> Result<Vec<(Offset, WireTask)>> {
+    /// Up to `limit` rows of (`node`, `queue`) not yet applied, in offset order: tasks, and as
+    /// [`Pending::Unreadable`] those whose task does not decode (the others still come back).
+    pub fn pending(&self, node: &str, queue: QueueId, limit: usize) -> Result<Vec<(Offset, Pending)>> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT offset, task FROM tasks WHERE node = ?1 AND queue = ?2 ORDER BY offset LIMIT ?3")?;
         let rows = stmt.query_map(params![node, queue, limit as i64], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+            // Any column type: a damaged row may hold a blob, a number or invalid UTF-8.
+            let text = match r.get_ref(1)? {
+                ValueRef::Text(t) | ValueRef::Blob(t) => Ok(t.to_vec()),
+                other => Err(other.data_type()),
+            };
+            Ok((r.get::<_, i64>(0)? as u64, text))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (offset, json) = row?;
-            let task = serde_json::from_str(&json).map_err(|e| BufferError::Corrupt {
-                node: node.to_owned(),
-                queue,
-                offset,
-                message: e.to_string(),
-            })?;
-            out.push((offset, task));
+            let (offset, text) = row?;
+            let item = match text {
+                Ok(text) => match serde_json::from_slice::<WireTask>(&text) {
+                    Ok(task) => Pending::Task(task),
+                    Err(e) => Pending::unreadable(node, queue, offset, Some(&text), e.to_string()),
+                },
+                Err(kind) => Pending::unreadable(node, queue, offset, None, format!("it holds {kind}, not JSON")),
+            };
+            out.push((offset, item));
         }
         Ok(out)
     }
@@ -408,33 +512,6 @@ fn insert_event(conn: &Connection, at_ms: u64, node: &str, message: &str) -> Res
     )?;
     Ok(())
 }
-
-/// The buffer shared by the connections and appliers; calls run on the blocking pool.
-#[derive(Clone)]
-pub struct SharedBuffer {
-    inner: Arc<Mutex<ReceiveBuffer>>,
-}
-
-impl SharedBuffer {
-    /// Wraps an open buffer.
-    pub fn new(buffer: ReceiveBuffer) -> Self {
-        SharedBuffer { inner: Arc::new(Mutex::new(buffer)) }
-    }
-
-    /// Runs `f` on the buffer on tokio's blocking pool.
-    pub async fn call<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut ReceiveBuffer) -> Result<R> + Send + 'static,
-    ) -> Result<R> {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || f(&mut inner.lock().unwrap_or_else(|e| e.into_inner())))
-            .await
-            .map_err(|e| BufferError::Task(e.to_string()))?
-    }
-}
-
-mod positions;
-pub use positions::Positions;
 
 #[cfg(test)]
 #[path = "receive_buffer_tests.rs"]

@@ -1,5 +1,6 @@
 //! Receive buffer tests: durability across reopen, duplicates, gaps, watermarks, `buffer_free`
-//! and trims.
+//! and trims; damaged files (garbage, truncated, a garbage page, deleted, replaced) told apart
+//! from directory and passing errors; unreadable rows beside good ones.
 
 use super::*;
 use edgepurge_wire::WireTaskKind;
@@ -20,6 +21,16 @@ fn tasks(ids: std::ops::RangeInclusive<u64>) -> Vec<WireTask> {
     ids.map(|id| task(id, 100)).collect()
 }
 
+/// The (offset, task id) of the pending rows (`None` for an unreadable one).
+fn ids(rows: &[(Offset, Pending)]) -> Vec<(Offset, Option<u64>)> {
+    rows.iter()
+        .map(|(offset, row)| match row {
+            Pending::Task(task) => (*offset, Some(task.id)),
+            Pending::Unreadable { .. } => (*offset, None),
+        })
+        .collect()
+}
+
 #[test]
 fn received_tasks_survive_reopening_and_resume_after_them() {
     let dir = tempfile::TempDir::new().unwrap();
@@ -37,7 +48,7 @@ fn received_tasks_survive_reopening_and_resume_after_them() {
     assert_eq!(buf.used(), 400);
     assert_eq!(buf.node_key("https://x:1").unwrap().as_deref(), Some("c1"));
     let pending = buf.pending("c1", 0, 10).unwrap();
-    assert_eq!(pending.iter().map(|(o, t)| (*o, t.id)).collect::<Vec<_>>(), vec![(1, 1), (2, 2), (3, 3)]);
+    assert_eq!(ids(&pending), vec![(1, Some(1)), (2, Some(2)), (3, Some(3))]);
     assert_eq!(buf.pending_queues().unwrap(), vec![("c1".to_owned(), 0), ("c1".to_owned(), 2)]);
 }
 
@@ -128,4 +139,174 @@ fn failure_reports_are_stored_with_the_watermark_and_survive_reopening() {
     buf.mark_applied("c1", 0, 4, &[failure(4, "later")], 1_000 + FAILURE_RETENTION_MS + 1).unwrap();
     let kept: Vec<_> = buf.failures_after("c1", 0).unwrap().into_iter().map(|(_, f)| f.offset).collect();
     assert_eq!(kept, vec![4]);
+}
+
+/// A buffer in `dir` holding enough tasks to span many pages, closed; returns its file.
+fn written_buffer(dir: &Path) -> PathBuf {
+    let mut buf = ReceiveBuffer::open(dir, 1 << 30).unwrap();
+    let big: Vec<WireTask> = (1..=500)
+        .map(|id| WireTask { target: format!("http://a.test/{id}/{}", "x".repeat(300)), ..task(id, 100) })
+        .collect();
+    buf.store("c1", 0, 1, &big).unwrap();
+    buf.set_node_key("https://x:1", "c1").unwrap();
+    buf.record_event(1, "c1", "an event").unwrap();
+    drop(buf);
+    dir.join(FILE_NAME)
+}
+
+/// Overwrites page `page` (1-based) of the database file with garbage.
+fn garble_page(file: &Path, page: u64) {
+    use std::io::{Seek, SeekFrom, Write};
+    let size: u64 = Connection::open(file).unwrap().query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    let mut f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+    f.seek(SeekFrom::Start((page - 1) * size)).unwrap();
+    f.write_all(&(0..size).map(|i| (i * 7 + 13) as u8).collect::<Vec<_>>()).unwrap();
+}
+
+/// The root page of `table`.
+fn root_page(file: &Path, table: &str) -> u64 {
+    let conn = Connection::open(file).unwrap();
+    conn.query_row("SELECT rootpage FROM sqlite_master WHERE name = ?1", [table], |r| r.get(0)).unwrap()
+}
+
+#[track_caller]
+fn assert_damaged(dir: &Path, words: &str) {
+    match ReceiveBuffer::open(dir, 1 << 30) {
+        Err(e @ BufferError::Damaged { .. }) => {
+            assert!(e.to_string().contains(words), "{e}");
+            assert!(e.damage().is_some(), "{e}");
+            assert!(!e.to_string().contains("writable"), "not a directory problem: {e}");
+        }
+        Err(e) => panic!("expected Damaged ({words}), got {e}"),
+        Ok(_) => panic!("a damaged buffer opened ({words})"),
+    }
+}
+
+#[test]
+fn damaged_files_are_refused_as_damage() {
+    // Not a database at all.
+    let dir = tempfile::TempDir::new().unwrap();
+    std::fs::write(dir.path().join(FILE_NAME), "hello, I am a text file, not a database\n".repeat(200)).unwrap();
+    assert_damaged(dir.path(), "not an SQLite database");
+
+    // Truncated: in the middle, inside the first page, inside the 100-byte header.
+    for keep in [0.5, 0.01, 0.0002] {
+        let dir = tempfile::TempDir::new().unwrap();
+        let file = written_buffer(dir.path());
+        let len = std::fs::metadata(&file).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len((len as f64 * keep) as u64).unwrap();
+        assert_damaged(dir.path(), "is damaged");
+    }
+
+    // One garbage page in a small table (the watermarks, as in the report), in the tasks
+    // table, and in the schema page.
+    for table in ["watermarks", "nodes", "events", "tasks", "sqlite_master"] {
+        let dir = tempfile::TempDir::new().unwrap();
+        let file = written_buffer(dir.path());
+        let page = if table == "sqlite_master" { 1 } else { root_page(&file, table) };
+        garble_page(&file, page);
+        match table {
+            "sqlite_master" => assert_damaged(dir.path(), "not an SQLite database"),
+            _ => assert_damaged(dir.path(), "is damaged"),
+        }
+    }
+}
+
+#[test]
+fn a_directory_problem_is_an_open_error_naming_it_not_damage() {
+    let dir = tempfile::TempDir::new().unwrap();
+    // state-dir is a file: the directory cannot be created.
+    let not_a_dir = dir.path().join("state");
+    std::fs::write(&not_a_dir, "x").unwrap();
+    let err = ReceiveBuffer::open(&not_a_dir, 1 << 20).err().expect("refused");
+    assert!(matches!(err, BufferError::Open { .. }) && err.damage().is_none(), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("cannot create the directory") && text.contains("control.state-dir"), "{text}");
+    assert!(text.contains(&not_a_dir.display().to_string()), "{text}");
+    // The database path is a directory: SQLite cannot open it.
+    std::fs::create_dir_all(dir.path().join("s").join(FILE_NAME)).unwrap();
+    let err = ReceiveBuffer::open(&dir.path().join("s"), 1 << 20).err().expect("refused");
+    assert!(matches!(err, BufferError::Open { .. }) && err.damage().is_none(), "{err}");
+    assert!(err.to_string().contains("control.state-dir is a directory the edge can write"), "{err}");
+}
+
+#[test]
+fn errors_that_may_pass_are_not_damage_and_name_their_cause() {
+    let sqlite = |code| BufferError::Sqlite(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None));
+    let full = sqlite(rusqlite::ffi::SQLITE_FULL);
+    assert!(full.damage().is_none() && full.to_string().contains("is full"), "{full}");
+    let busy = sqlite(rusqlite::ffi::SQLITE_BUSY);
+    assert!(busy.damage().is_none() && busy.to_string().contains("second edge"), "{busy}");
+    let io = sqlite(rusqlite::ffi::SQLITE_IOERR_READ);
+    assert!(io.damage().is_none() && io.to_string().contains("I/O error"), "{io}");
+    assert!(sqlite(rusqlite::ffi::SQLITE_CORRUPT).damage().is_some());
+    assert!(sqlite(rusqlite::ffi::SQLITE_NOTADB).damage().is_some());
+    assert!(sqlite(rusqlite::ffi::SQLITE_IOERR_SHORT_READ).damage().is_some());
+}
+
+#[test]
+fn a_file_deleted_or_replaced_under_the_open_buffer_is_damage() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let buf = ReceiveBuffer::open(dir.path(), 1 << 20).unwrap();
+    buf.check_file().unwrap();
+    let file = dir.path().join(FILE_NAME);
+    std::fs::rename(&file, dir.path().join("elsewhere")).unwrap();
+    let err = buf.check_file().unwrap_err();
+    assert!(err.damage().is_some_and(|c| c.contains("deleted")), "{err}");
+    std::fs::write(dir.path().join("other"), "x").unwrap();
+    std::fs::rename(dir.path().join("other"), &file).unwrap();
+    let err = buf.check_file().unwrap_err();
+    assert!(err.damage().is_some_and(|c| c.contains("another file")), "{err}");
+}
+
+#[test]
+fn garbled_rows_come_back_as_unreadable_beside_the_good_ones() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut buf = ReceiveBuffer::open(dir.path(), 10_000).unwrap();
+    buf.store("c1", 0, 1, &tasks(1..=5)).unwrap();
+    let garble = |offset: i64, value: rusqlite::types::Value| {
+        buf.conn.execute("UPDATE tasks SET task = ?1 WHERE offset = ?2", params![value, offset]).unwrap();
+    };
+    // Still JSON, naming its host; not JSON; bytes that are not even UTF-8.
+    garble(2, r#"{"id":2,"kind":"Bogus","host":"B.test"}"#.to_owned().into());
+    garble(3, "not json at all".to_owned().into());
+    garble(4, vec![0xff, 0x00, 0xfe].into());
+    let rows = buf.pending("c1", 0, 10).unwrap();
+    assert_eq!(ids(&rows), vec![(1, Some(1)), (2, None), (3, None), (4, None), (5, Some(5))]);
+    let unreadable = |i: usize| match &rows[i].1 {
+        Pending::Unreadable { reason, host } => (reason.clone(), host.clone()),
+        other => panic!("row {i} came back as {other:?}"),
+    };
+    let (reason, host) = unreadable(1);
+    assert!(reason.contains("task 0/2 of node c1") && reason.contains("unknown variant"), "{reason}");
+    assert_eq!(host.as_deref(), Some("B.test"));
+    assert_eq!(unreadable(2).1, None);
+    assert_eq!(unreadable(3).1, None);
+    // Skipped like any applied row: the watermark passes them.
+    buf.mark_applied("c1", 0, 5, &[], 1).unwrap();
+    assert!(buf.pending("c1", 0, 10).unwrap().is_empty());
+    assert_eq!(buf.watermarks("c1").unwrap()[0].applied, 5);
+}
+
+#[tokio::test]
+async fn a_shared_buffer_reports_damage_refuses_calls_and_takes_a_replacement() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let shared = SharedBuffer::new(ReceiveBuffer::open(dir.path(), 10_000).unwrap());
+    shared.call(|b| b.store("c1", 0, 1, &tasks(1..=1))).await.unwrap();
+    std::fs::remove_file(dir.path().join(FILE_NAME)).unwrap();
+    let err = shared.call(|b| b.resume("c1")).await.unwrap_err();
+    assert!(err.damage().is_some(), "{err}");
+    let cause = shared.damage_reported().await;
+    assert!(cause.contains("deleted") && cause.contains(FILE_NAME), "{cause}");
+    // Refused from now on, without touching the file.
+    let err = shared.call(|b| Ok(b.used())).await.unwrap_err();
+    assert!(matches!(err, BufferError::Unavailable(_)), "{err}");
+    let path = dir.path().to_owned();
+    let id = shared.replace(move |old| (Some(ReceiveBuffer::open(&path, 10_000).unwrap()), old.map(|b| b.id()))).await;
+    assert!(id.unwrap().is_some());
+    assert_eq!(shared.call(|b| b.resume("c1")).await.unwrap(), vec![]);
+
+    let none = SharedBuffer::unavailable("broken".into());
+    assert_eq!(none.damage_reported().await, "broken");
+    assert!(matches!(none.call(|b| Ok(b.used())).await, Err(BufferError::Unavailable(_))));
 }

@@ -3,6 +3,10 @@
 //! applied watermark durably and asks the node's connection for an Ack. Queues run concurrently,
 //! each strictly in order; workers sleep on a [`Notify`] the receive path wakes, never polling.
 //!
+//! A row whose task does not decode is answered by purging its host (or everything when the row
+//! names none), reported to control as a failed task with the reason, and skipped. A buffer that
+//! cannot be read is retried with back-off (a damaged one is the `recovery` task's to replace).
+//!
 //! Also here: `Policy` frames (verify, install, persist) and `Trimmed` (purge everything).
 
 use std::path::Path;
@@ -19,6 +23,7 @@ use tokio::sync::Notify;
 use super::{now_ms, persisted_policy_paths, Inner};
 use crate::metrics::ControlMetrics;
 use crate::operations::{apply_task, TaskError};
+use crate::receive_buffer::{BufferError, Pending};
 use crate::state::Shared;
 
 /// Tasks taken from the buffer per round: one durable watermark write and one Ack cover them all
@@ -26,6 +31,9 @@ use crate::state::Shared;
 /// 178 s instead of 110 s on the 2-core dev machine). After a crash, at most one round is applied
 /// again, which purges make harmless.
 const BATCH: usize = 1000;
+/// Back-off between attempts after a buffer error.
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Wakes the worker of (`key`, `queue`), starting it if it is not running.
 pub(super) fn wake(inner: &Arc<Inner>, key: &str, queue: QueueId) {
@@ -49,24 +57,28 @@ pub(super) fn wake(inner: &Arc<Inner>, key: &str, queue: QueueId) {
 
 /// Applies (`key`, `queue`) in offset order until the consumer stops.
 async fn worker(inner: Arc<Inner>, key: String, queue: QueueId, notify: Arc<Notify>) {
-    let mut stop = inner.stop.clone();
+    let mut delay = RETRY_MIN;
     while !inner.stopped() {
         let (k, q) = (key.clone(), queue);
-        let batch = match inner.buffer.call(move |b| b.pending(&k, q, BATCH)).await {
-            Ok(batch) => batch,
+        let (buffer_id, batch) = match inner.buffer.call(move |b| Ok((b.id(), b.pending(&k, q, BATCH)?))).await {
+            Ok(read) => read,
             Err(e) => {
-                tracing::error!(node = %key, queue, error = %e, "cannot read the receive buffer; retrying in 1 s");
-                tokio::select! { _ = tokio::time::sleep(Duration::from_secs(1)) => {}, _ = stop.changed() => {} }
+                retry_later(&inner, &key, queue, "read", &e, &mut delay, &notify).await;
                 continue;
             }
         };
         let Some(&(last, _)) = batch.last() else {
+            let mut stop = inner.stop.clone();
             tokio::select! { _ = notify.notified() => {}, _ = stop.changed() => {} }
             continue;
         };
         let mut failures = Vec::new();
-        for (offset, task) in batch {
-            if let Err(reason) = apply_one(&inner.shared, Task::from(task)).await {
+        for (offset, row) in batch {
+            let outcome = match row {
+                Pending::Task(task) => apply_one(&inner.shared, Task::from(task)).await,
+                Pending::Unreadable { reason, host } => Err(unreadable(&inner, &key, queue, offset, reason, host)),
+            };
+            if let Err(reason) = outcome {
                 tracing::warn!(node = %key, queue, offset, %reason, "task from control failed (counted as applied)");
                 failures.push(TaskFailure { queue, offset, reason });
             }
@@ -74,22 +86,79 @@ async fn worker(inner: Arc<Inner>, key: String, queue: QueueId, notify: Arc<Noti
         let metrics = inner.metrics();
         ControlMetrics::add(&metrics.tasks_failed, failures.len() as u64);
         let (k, q) = (key.clone(), queue);
-        let applied = match inner.buffer.call(move |b| b.mark_applied(&k, q, last, &failures, now_ms())).await {
-            Ok(()) => true,
-            Err(e) => {
-                // Not durable: the batch is applied again after this error clears (purges are
-                // idempotent), so the failures are reported then.
-                tracing::error!(node = %key, queue, error = %e, "cannot record applied tasks; retrying in 1 s");
-                tokio::select! { _ = tokio::time::sleep(Duration::from_secs(1)) => {}, _ = stop.changed() => {} }
-                false
+        let recorded = inner.buffer.call(move |b| {
+            // A batch read from a buffer since replaced (after damage) is not the new one's to
+            // record: its rows at these offsets are other tasks.
+            if b.id() != buffer_id {
+                return Ok(false);
             }
-        };
-        if applied {
-            let count = inner.buffer.call(|b| Ok(b.used())).await.unwrap_or(0);
-            metrics.buffer_bytes.store(count, Ordering::Relaxed);
-            inner.link(&key).ack.notify_one();
+            b.mark_applied(&k, q, last, &failures, now_ms())?;
+            Ok(true)
+        });
+        match recorded.await {
+            Ok(true) => {
+                delay = RETRY_MIN;
+                let count = inner.buffer.call(|b| Ok(b.used())).await.unwrap_or(0);
+                metrics.buffer_bytes.store(count, Ordering::Relaxed);
+                inner.link(&key).ack.notify_one();
+            }
+            Ok(false) => {}
+            // Not durable: the batch is applied again after this error clears (purges are
+            // idempotent), so the failures are reported then.
+            Err(e) => retry_later(&inner, &key, queue, "record applied tasks in", &e, &mut delay, &notify).await,
         }
     }
+}
+
+/// Waits before the next attempt after `e` (`what` the worker could not do), doubling `delay`.
+/// A damaged buffer is the recovery task's to replace: waited for quietly, and a wake-up (new
+/// tasks, which only a replaced buffer receives) ends the wait. Anything else (disk full, busy,
+/// I/O) is logged with its cause and waited out.
+async fn retry_later(
+    inner: &Inner,
+    key: &str,
+    queue: QueueId,
+    what: &str,
+    e: &BufferError,
+    delay: &mut Duration,
+    notify: &Notify,
+) {
+    let mut stop = inner.stop.clone();
+    let wait = *delay;
+    *delay = (*delay * 2).min(RETRY_MAX);
+    if matches!(e, BufferError::Unavailable(_)) || e.damage().is_some() {
+        tracing::debug!(node = %key, queue, error = %e, "receive buffer being replaced; waiting");
+        tokio::select! { _ = tokio::time::sleep(wait) => {}, _ = notify.notified() => {}, _ = stop.changed() => {} }
+    } else {
+        tracing::error!(node = %key, queue, error = %e, "cannot {what} the receive buffer; retrying in {wait:?}");
+        tokio::select! { _ = tokio::time::sleep(wait) => {}, _ = stop.changed() => {} }
+    }
+}
+
+/// Answers a row whose task does not decode: purges its host (hard: whether it was soft is
+/// unknown), or everything when the row names no usable host, counts it, and returns the
+/// failure reason to report to control.
+fn unreadable(
+    inner: &Inner,
+    key: &str,
+    queue: QueueId,
+    offset: Offset,
+    reason: String,
+    host: Option<String>,
+) -> String {
+    let metrics = inner.metrics();
+    ControlMetrics::add(&metrics.tasks_applied, 1);
+    ControlMetrics::add(&metrics.unreadable_tasks, 1);
+    let (scope, instead) = match host.as_deref().map(edgepurge_url::normalize_host) {
+        Some(Ok(host)) => (Scope::Host(host.clone()), format!("purged host {host} (hard) instead")),
+        Some(Err(_)) | None => {
+            (Scope::Everything, "purged everything (hard) instead: the row names no usable host".into())
+        }
+    };
+    inner.shared.store.purge(&scope, PurgeMode::Hard);
+    let reason = format!("{reason}; {instead}");
+    tracing::error!(node = %key, queue, offset, %reason, "skipping an unreadable task from control");
+    reason
 }
 
 /// Applies one task (counting it); `Err` is the reason it failed (it still counts as applied).

@@ -86,6 +86,7 @@ pub(super) async fn run_node(inner: Arc<Inner>, node: ControlNode, index: usize)
     let mut delay = BACKOFF_MIN;
     let mut warned: HashMap<String, Instant> = HashMap::new();
     let mut attempts = 0u64;
+    let mut resets = inner.resets.subscribe();
     while !inner.stopped() {
         if attempts > 0 {
             ControlMetrics::add(&inner.metrics().reconnects, 1);
@@ -126,7 +127,8 @@ pub(super) async fn run_node(inner: Arc<Inner>, node: ControlNode, index: usize)
         }
         let wait = jitter(delay);
         delay = (delay * 2).min(BACKOFF_MAX);
-        tokio::select! { _ = tokio::time::sleep(wait) => {}, _ = stop.changed() => break }
+        // A replaced receive buffer ends the wait: the node must learn this edge's new positions.
+        tokio::select! { _ = tokio::time::sleep(wait) => {}, _ = resets.changed() => {}, _ = stop.changed() => break }
     }
 }
 
@@ -169,14 +171,15 @@ async fn ack(inner: &Arc<Inner>, key: &str, sent: &mut i64) -> Result<EdgeFrame,
 /// One connection: returns when the stream ends; sets `hello` once the node's Hello arrived.
 async fn session(inner: &Arc<Inner>, node: &ControlNode, index: usize, hello: &mut bool) -> End {
     let mut stop = inner.stop.clone();
+    let mut resets = inner.resets.subscribe();
     let url = node.url.clone();
     let stored = inner.buffer.call(move |b| {
         let key = b.node_key(&url)?.unwrap_or(url);
         let resume = b.resume(&key)?;
         let positions = b.positions(&key, now_ms())?;
-        Ok((key, resume, b.free(), positions))
+        Ok((key, resume, b.free(), b.id(), positions))
     });
-    let (mut key, resume, free, positions) = match stored.await {
+    let (mut key, resume, free, buffer_id, positions) = match stored.await {
         Ok(stored) => stored,
         Err(e) => return End::Failed(e.to_string()),
     };
@@ -229,6 +232,10 @@ async fn session(inner: &Arc<Inner>, node: &ControlNode, index: usize, hello: &m
             }
             _ = tokio::time::sleep_until(last_recv + heartbeat * 3) => {
                 return End::Failed(format!("nothing from control for {:?}; dropping the stream", heartbeat * 3));
+            }
+            // (The guard `wait_for` returns is not `Send`: dropped at once.)
+            _ = async { resets.wait_for(|&id| id != buffer_id).await.map(drop) } => {
+                return End::Failed("the receive buffer was replaced; reconnecting to resume from its positions".into());
             }
             _ = stop.changed() => return End::Stopped,
         };

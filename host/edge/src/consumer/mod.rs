@@ -7,12 +7,15 @@
 //! - `connection` — one task per node: connect, `Hello` with the resume offsets, store `Tasks`
 //!   before acknowledging them, heartbeats, reconnect with back-off.
 //! - `apply` — one worker per (node, queue), woken by the receive path, applying in offset order
-//!   through the same path as `POST /purge`; policy frames; `Trimmed`.
+//!   through the same path as `POST /purge`; unreadable rows; policy frames; `Trimmed`.
+//! - `recovery` — a damaged receive buffer: moved aside, everything purged, a fresh buffer
+//!   (or, with `on-buffer-failure = "stop-serving"`, `503` until it is readable again).
 //!
 //! An edge without `[control]` runs standalone and none of this starts.
 
 mod apply;
 mod connection;
+mod recovery;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -27,7 +30,7 @@ use tokio::task::JoinSet;
 use crate::config::ControlSection;
 use crate::control_status::ControlStatus;
 use crate::metrics::ControlMetrics;
-use crate::receive_buffer::{ReceiveBuffer, SharedBuffer};
+use crate::receive_buffer::SharedBuffer;
 use crate::state::Shared;
 
 /// How long shutdown waits for the consumer's tasks before aborting them (an applier cut short
@@ -52,6 +55,10 @@ struct Inner {
     appliers: Mutex<HashMap<(String, QueueId), Arc<Notify>>>,
     tasks: Mutex<JoinSet<()>>,
     stop: watch::Receiver<bool>,
+    /// The [`ReceiveBuffer::id`](crate::receive_buffer::ReceiveBuffer::id) of the buffer in use
+    /// (0: none), set by `recovery` while it installs a new one: a connection that resumed from
+    /// another buffer ends and reconnects, resuming from the new buffer's positions.
+    resets: Arc<watch::Sender<u64>>,
 }
 
 impl Inner {
@@ -94,9 +101,10 @@ pub(crate) struct Running {
 }
 
 impl Consumer {
-    /// Opens the receive buffer in `state-dir`, loads the TLS files and installs the policy last
-    /// received from control (so a restarted edge serves it before it reconnects). Errors name
-    /// the file or key and what to fix.
+    /// Opens the receive buffer in `state-dir` (a damaged one is answered as
+    /// `on-buffer-failure` says: see `recovery`), loads the TLS files and installs the policy
+    /// last received from control (so a restarted edge serves it before it reconnects). Errors
+    /// name the file, directory or key and what to fix.
     pub async fn prepare(shared: Arc<Shared>, section: ControlSection) -> anyhow::Result<Consumer> {
         let files = ClientFiles {
             cert: section.cert.clone(),
@@ -105,10 +113,24 @@ impl Consumer {
             crl: section.crl.clone(),
         };
         let tls = ReloadingClientConfig::new(files).map_err(|e| anyhow::anyhow!("[control]: {e}"))?;
-        let (dir, capacity) = (section.state_dir.clone(), section.buffer_bytes);
-        let buffer = tokio::task::spawn_blocking(move || ReceiveBuffer::open(&dir, capacity)).await??;
-        let buffer = SharedBuffer::new(buffer);
-        let status = Arc::new(ControlStatus::new(buffer.clone(), section.node_urls()));
+        let (dir, capacity, mode) = (section.state_dir.clone(), section.buffer_bytes, section.on_buffer_failure);
+        let opening = Arc::clone(&shared);
+        let opened =
+            tokio::task::spawn_blocking(move || recovery::open_at_start(&dir, capacity, mode, &opening)).await??;
+        let (buffer, reset, damaged, buffer_id) = match opened {
+            recovery::Opened::Ready(buffer, reset) => {
+                let id = buffer.id();
+                (SharedBuffer::new(*buffer), reset, None, id)
+            }
+            recovery::Opened::Damaged(cause) => (SharedBuffer::unavailable(cause.clone()), None, Some(cause), 0),
+        };
+        let status = Arc::new(ControlStatus::new(buffer.clone(), section.node_urls(), mode));
+        if let Some(cause) = &damaged {
+            // Before the listeners serve: with stop-serving, not one request is answered from a
+            // cache whose purges are unknown. The recovery task takes it from here.
+            status.buffer_failed(cause, now_ms());
+            shared.metrics.control.buffer_unreadable.store(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let _ = shared.control.set(Arc::clone(&status));
         apply::load_persisted_policy(&shared, &section.state_dir).await;
         let (stop, stop_rx) = watch::channel(false);
@@ -122,7 +144,11 @@ impl Consumer {
             appliers: Mutex::default(),
             tasks: Mutex::new(JoinSet::new()),
             stop: stop_rx,
+            resets: Arc::new(watch::channel(buffer_id).0),
         });
+        if let Some(reset) = reset {
+            recovery::announce(&inner, reset).await;
+        }
         inner.update_buffer_gauge().await;
         Ok(Consumer { inner, stop })
     }
@@ -130,6 +156,7 @@ impl Consumer {
     /// Starts the appliers of what the buffer still holds and one connection per node.
     pub async fn start(self) -> Running {
         let Consumer { inner, stop } = self;
+        inner.spawn(recovery::run(Arc::clone(&inner)));
         match inner.buffer.call(|b| b.pending_queues()).await {
             Ok(queues) => {
                 for (key, queue) in queues {

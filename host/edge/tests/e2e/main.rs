@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod basics;
+mod buffer_failure;
 mod collapse;
 mod consumer;
 mod operations;
