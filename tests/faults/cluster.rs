@@ -33,6 +33,7 @@ pub struct Builder {
     queues: u32,
     proxies: bool,
     origin_read_timeout_ms: u64,
+    heartbeat_ms: u64,
     database_dir: Option<PathBuf>,
 }
 
@@ -93,7 +94,16 @@ pub struct Cluster {
 impl Cluster {
     /// `Cluster::builder().edges(2).build()`: 2 edges, 4 queues, no partition proxies.
     pub fn builder() -> Builder {
-        Builder { edges: 2, queues: 4, proxies: false, origin_read_timeout_ms: 10_000, database_dir: None }
+        // EDGEPURGE_FAULTS_HEARTBEAT_MS: try the suite with another heartbeat.
+        let heartbeat_ms = std::env::var("EDGEPURGE_FAULTS_HEARTBEAT_MS").ok().and_then(|v| v.parse().ok());
+        Builder {
+            edges: 2,
+            queues: 4,
+            proxies: false,
+            origin_read_timeout_ms: 10_000,
+            heartbeat_ms: heartbeat_ms.unwrap_or(1_000),
+            database_dir: None,
+        }
     }
 }
 
@@ -126,6 +136,13 @@ impl Builder {
         self
     }
 
+    /// `heartbeat-ms` of control's queue server and of every edge (default 1 s, so a silent
+    /// peer is noticed after 3 s; `EDGEPURGE_FAULTS_HEARTBEAT_MS` overrides the default).
+    pub fn heartbeat_ms(mut self, ms: u64) -> Self {
+        self.heartbeat_ms = ms;
+        self
+    }
+
     /// Control's database lives in `dir` (a small tmpfs, say) instead of the cluster's directory.
     pub fn database_dir(mut self, dir: &Path) -> Self {
         self.database_dir = Some(dir.to_owned());
@@ -148,9 +165,10 @@ impl Builder {
         let control_template = format!(
             "listen = \"{{API}}\"\ndatabase = {db}\nqueues = {queues}\n\n[rate-limit]\nburst = 100000\n\
              per-second = 100000.0\n\n[queue-server]\nlisten = \"{{QUEUE}}\"\ncert = {cert}\nkey = {key}\n\
-             client-ca = {ca}\ncrl = {crl}\nedges = [{allowed}]\nheartbeat-ms = 1000\ncontrol-id = \"control-1\"\n",
+             client-ca = {ca}\ncrl = {crl}\nedges = [{allowed}]\nheartbeat-ms = {heartbeat}\ncontrol-id = \"control-1\"\n",
             db = quoted(&database),
             queues = self.queues,
+            heartbeat = self.heartbeat_ms,
             cert = quoted(&l.control_cert),
             key = quoted(&l.control_key),
             ca = quoted(&l.ca_cert),
@@ -168,9 +186,10 @@ impl Builder {
                     "listen = \"{{LISTEN}}\"\nadmin-listen = \"{{ADMIN}}\"\n\n[[origin]]\nhost = \"*\"\n\
                      url = \"http://{origin}\"\nconnect-timeout-ms = 1000\nread-timeout-ms = {read}\n\n[control]\n\
                      nodes = [\"https://{{NODE}}\"]\nca = {ca}\ncert = {cert}\nkey = {key}\ncrl = {crl}\n\
-                     server-name = \"localhost\"\nstate-dir = {state}\nheartbeat-ms = 1000\n",
+                     server-name = \"localhost\"\nstate-dir = {state}\nheartbeat-ms = {heartbeat}\n",
                     origin = origin.addr,
                     read = self.origin_read_timeout_ms,
+                    heartbeat = self.heartbeat_ms,
                     ca = quoted(&l.ca_cert),
                     cert = quoted(&files.cert),
                     key = quoted(&files.key),
