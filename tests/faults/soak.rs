@@ -25,6 +25,10 @@ use crate::check::{purged_but_served, sample as spread, Purge, SAMPLE};
 use crate::cluster::Cluster;
 use report::{Report, Storms};
 
+/// Prefix and tag storms cycle through this many directories and tags (and batches through 4
+/// URL sets), so the set of cached objects stays bounded and RSS can be flat.
+const KEYSPACE: u64 = 64;
+
 /// How a soak runs.
 struct Plan {
     duration: Duration,
@@ -132,20 +136,20 @@ fn run(plan: Plan) {
             }
             Step::Prefix => {
                 storms.prefixes += 1;
-                let files: Vec<String> = (0..4).map(|i| format!("/dir{n}/{i}")).collect();
+                let files: Vec<String> = (0..4).map(|i| format!("/dir{}/{i}", n % KEYSPACE)).collect();
                 c.warm(&files);
-                c.purge_covering(&json!({"prefixes": [url(&format!("/dir{n}/"))]}), &files)
+                c.purge_covering(&json!({"prefixes": [url(&format!("/dir{}/", n % KEYSPACE))]}), &files)
             }
             Step::Tag => {
                 storms.tags += 1;
-                let files: Vec<String> = (0..4).map(|i| format!("/tag{n}/{i}")).collect();
+                let files: Vec<String> = (0..4).map(|i| format!("/tag{}/{i}", n % KEYSPACE)).collect();
                 c.warm(&files);
-                c.purge_covering(&json!({"tags": [format!("tag{n}")]}), &files)
+                c.purge_covering(&json!({"tags": [format!("tag{}", n % KEYSPACE)]}), &files)
             }
         });
         if start.elapsed() >= next_batch {
             next_batch += plan.batch_every;
-            let all: Vec<String> = (0..plan.batch_urls).map(|i| format!("/bulk{n}/{i}")).collect();
+            let all: Vec<String> = (0..plan.batch_urls).map(|i| format!("/bulk{}/{i}", n % 4)).collect();
             c.warm(&spread(&all, SAMPLE));
             pending.push(c.purge_urls(&all));
             storms.batches += 1;
