@@ -73,6 +73,26 @@ bench-policy: policies
 clean:
 	$(CARGO) clean
 
+## make faults: the fault suite in full (tests/faults: kill -9 of control and edges at each step,
+## graceful restart, partitions through a TCP proxy, a full disk under control's database, bad
+## client certificates, slow/hung/resetting/dead origins, damaged receive buffers) with
+## 200,000-URL batches (EDGEPURGE_FAULTS=full). `make test` runs the same cases bounded.
+.PHONY: faults soak
+faults:
+	$(CARGO) build -p edgepurge
+	EDGEPURGE_FAULTS=full $(CARGO) test -p edgepurge-tests --test faults -- --test-threads 2
+
+## make soak MINUTES=10: hits under load on 2 edges while purge storms run (single URLs, prefixes,
+## tags, 100,000-URL batches) and an edge is killed (-9) and restarted every minute; RSS and open
+## descriptors of every process every 5 s, hit throughput per minute, and the count of
+## purged-but-served objects (must be 0), on stdout and in bench/results/soak.json. The debug
+## binary unless EDGEPURGE_BIN names another. `make test` runs a 20-second smoke of it.
+MINUTES ?= 10
+soak:
+	$(CARGO) build -p edgepurge
+	EDGEPURGE_SOAK_SECS=$$(( $(MINUTES) * 60 )) $(CARGO) test -p edgepurge-tests --test faults \
+		soak::soak -- --ignored --exact --nocapture
+
 ## make bench-propagation: API accepted → applied on every edge, over `edgepurge dev` with
 ## EDGES edges on loopback mutual TLS, PURGES single-URL purges one after another, RUNS runs.
 EDGES ?= 1 8 32
