@@ -1,7 +1,6 @@
 //! An edge's receive buffer damaged while the edge is stopped — deleted, truncated, or one page
 //! overwritten with garbage — and the edge started again: it must come back applying purges
-//! (a new buffer, everything it held purged), never serving while its consumer is stuck. The
-//! variants that need issue 14 item 2 are ignored until it lands.
+//! (a new buffer, everything it held purged), never serving while its consumer is stuck.
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
@@ -44,7 +43,6 @@ fn a_deleted_receive_buffer_starts_anew() {
 }
 
 #[test]
-#[ignore = "needs issue 14 item 2 (edges fail safe on a damaged buffer)"]
 fn a_truncated_receive_buffer_is_moved_aside() {
     damaged_buffer(|buffer| {
         let len = std::fs::metadata(buffer).unwrap().len();
@@ -53,7 +51,6 @@ fn a_truncated_receive_buffer_is_moved_aside() {
 }
 
 #[test]
-#[ignore = "needs issue 14 item 2 (edges fail safe on a damaged buffer)"]
 fn a_garbage_page_in_the_receive_buffer_is_moved_aside() {
     damaged_buffer(|buffer| {
         let mut file = std::fs::OpenOptions::new().write(true).open(buffer).unwrap();

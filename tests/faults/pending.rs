@@ -1,7 +1,6 @@
-//! Cases for the problems issue 14 lists and other branches fix: they assert the behaviour the
-//! issue asks for and are ignored until that branch lands (`#[ignore = "needs issue 14 item N"]`;
-//! remove the attribute when merging it). Receive-buffer variants that pass today are not here
-//! but in `buffer.rs`.
+//! The problems issue 14 found: control's database replaced or restored from an older backup
+//! (log identity and offset checks), and `purge --wait` that must time out naming the edge it
+//! waits for. Receive-buffer damage is in `buffer.rs`.
 
 use std::process::Command;
 
@@ -21,7 +20,6 @@ fn database_files(c: &Cluster) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
-#[ignore = "needs issue 14 item 1 (log identity and offset checks)"]
 fn a_replaced_control_database_reports_nothing_it_did_not_deliver() {
     let Some(mut c) = Cluster::builder().build() else { return };
     purge_a_while(&c);
@@ -39,7 +37,6 @@ fn a_replaced_control_database_reports_nothing_it_did_not_deliver() {
 }
 
 #[test]
-#[ignore = "needs issue 14 item 1 (log identity and offset checks)"]
 fn a_control_database_restored_from_an_older_backup_reports_nothing_it_did_not_deliver() {
     let Some(mut c) = Cluster::builder().build() else { return };
     assert!(c.terminate_control().success());

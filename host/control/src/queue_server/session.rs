@@ -29,6 +29,9 @@ use crate::state::QueueState;
 /// Most tasks in one `Tasks` frame (the protocol's limit).
 pub const MAX_TASKS_PER_FRAME: usize = 1000;
 
+/// Most frames queued in a session's outbox before the pump waits for them to be sent.
+const OUTBOX_FRAMES: usize = 8;
+
 /// What a session needs besides the shared state.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -242,6 +245,11 @@ pub async fn run<S: ControlStore + 'static>(
                     permit.send(bytes);
                     state.queue.metrics.frame_sent(name, tasks, task_bytes);
                     last_sent = Instant::now();
+                    // Refill as the outbox drains, so a deep backlog streams instead of being read
+                    // whole before the first byte goes out.
+                    if session.outbox.len() < OUTBOX_FRAMES / 2 {
+                        ended = session.pump().await.err();
+                    }
                 }
                 Err(_) => ended = Some(End::ResponseGone),
             },
@@ -407,8 +415,11 @@ impl<S: ControlStore> Session<'_, S> {
         let mut blocked = vec![false; queues];
         let mut i = self.start;
         self.start = (self.start + 1) % queues.max(1);
-        // One frame per queue per round, so a deep queue does not hold back the others.
-        while blocked.iter().any(|b| !b) {
+        // One frame per queue per round, so a deep queue does not hold back the others; at most
+        // OUTBOX_FRAMES queued, so the first frames leave at once and the stream never goes quiet
+        // for longer than reading a few frames takes (a backlog of 200,000 tasks read in one go
+        // kept a stream silent past the edge's 3-heartbeat limit, for ever).
+        while blocked.iter().any(|b| !b) && self.outbox.len() < OUTBOX_FRAMES {
             let q = i % queues;
             i += 1;
             if blocked[q] {
