@@ -27,9 +27,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use damage::Pending;
-pub use positions::Positions;
 use damage::{check_tables, damage_of, file_id, keep_files, sqlite_hint, Check};
 use edgepurge_wire::{Offset, QueueId, TaskFailure, WireTask};
+pub use positions::Positions;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
