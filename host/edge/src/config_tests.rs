@@ -81,7 +81,7 @@ fn control_section_is_optional_and_checked() {
         .unwrap()
         .control
         .unwrap();
-    assert_eq!((config.buffer_bytes, config.heartbeat_ms), (64 << 20, 5000));
+    assert_eq!((config.buffer_bytes, config.heartbeat_ms), (64 << 20, 1000));
     let nodes = &config.nodes;
     assert_eq!((nodes[0].host.as_str(), nodes[0].port), ("127.0.0.1", 7443));
     assert_eq!((nodes[1].host.as_str(), nodes[1].port), ("c2", 443));

@@ -6,6 +6,7 @@ mod auth;
 mod bulk;
 mod fold;
 mod health;
+mod liveness;
 mod openapi;
 mod queue_server;
 mod retention;
