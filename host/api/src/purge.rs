@@ -93,7 +93,8 @@ pub struct BatchStatus {
     /// The queue spans the batch's tasks occupy.
     pub queues: Vec<BatchSpan>,
     /// Until done, the expected wait in milliseconds of the slowest queue the batch uses (S0.3).
-    /// Absent once done, and in `progress` events.
+    /// Absent once done, in `progress` events, and while an edge that has not applied the batch
+    /// is disconnected (`edges[].connected`): it applies nothing until it is back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eta_ms: Option<u64>,
     /// `eta_ms` from now as an instant (RFC 3339). Absent when `eta_ms` is.
@@ -116,6 +117,22 @@ pub struct EdgeProgress {
     pub failed: u64,
     /// `applied` as a percent (0–100) of `total`; 100 when `total` is 0.
     pub percent: f64,
+    /// Whether the edge's queue stream to this control node is open now. An edge that is not
+    /// connected applies nothing until it reconnects, so the batch has no ETA while one that has
+    /// not applied it is disconnected. Read as `true` when absent (control roles older than this
+    /// field), so an old answer never makes an edge look lost.
+    #[serde(default = "connected_when_absent")]
+    pub connected: bool,
+    /// When this control node last heard from the edge on its stream (RFC 3339): the latest ack,
+    /// else when that stream opened. `null` when this node has seen no stream of it since it
+    /// started.
+    #[serde(default)]
+    pub last_seen: Option<String>,
+}
+
+/// What a status document without `connected` means: nothing is known against the edge.
+fn connected_when_absent() -> bool {
+    true
 }
 
 /// A task an edge reported it could not apply as asked.
@@ -164,7 +181,16 @@ impl Document for BatchStatus {
             queued_at_ms: 1_795_309_323_456,
             token: "ci".into(),
             idempotency_key: Some("deploy-42".into()),
-            edges: vec![EdgeProgress { edge: "edge-1".into(), applied: 1, total: 2, lag: 1, failed: 1, percent: 50.0 }],
+            edges: vec![EdgeProgress {
+                edge: "edge-1".into(),
+                applied: 1,
+                total: 2,
+                lag: 1,
+                failed: 1,
+                percent: 50.0,
+                connected: true,
+                last_seen: Some("2026-11-22T01:02:04.000Z".into()),
+            }],
             failures: vec![FailureReport {
                 edge: "edge-1".into(),
                 queue: 0,
@@ -193,6 +219,16 @@ mod tests {
         assert_eq!(doc["state"], "in-progress");
         assert_eq!(doc["failures"][0]["kind"], "warm");
         assert_eq!(doc["edges"][0]["lag"], 1);
+        assert_eq!(
+            (&doc["edges"][0]["connected"], &doc["edges"][0]["last_seen"]),
+            (&json!(true), &json!("2026-11-22T01:02:04.000Z"))
+        );
+        // An answer of an older control role (no liveness fields) reads as connected, never seen.
+        let old: EdgeProgress = serde_json::from_value(
+            json!({"edge": "e", "applied": 0, "total": 1, "lag": 1, "failed": 0, "percent": 0.0}),
+        )
+        .unwrap();
+        assert_eq!((old.connected, old.last_seen), (true, None));
         let mut done = BatchStatus::example();
         (done.state, done.idempotency_key, done.eta_ms, done.eta) = (BatchState::PartiallyFailed, None, None, None);
         let doc = round_trip(&done);

@@ -58,8 +58,9 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    // A usage error exits 1 like any other error: 2 is reserved for "some edges failed" (purge,
-    // status), which scripts must be able to tell apart from a typo.
+    // A usage error exits 1 like any other error: 2 is reserved for "some edges failed" and 3 for
+    // "--timeout passed first" (purge --wait, status --watch), which scripts must be able to
+    // tell apart from a typo.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

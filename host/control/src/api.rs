@@ -287,10 +287,11 @@ async fn status<S: ControlStore>(
     Authenticated(token): Authenticated,
     Checked(Path(id)): Checked<Path<String>>,
 ) -> Result<Response, Error> {
-    let mut doc = crate::progress::batch_status(&state.store, &token, &id).await?;
+    let mut doc = crate::progress::batch_status(&state, &token, &id).await?;
     // ETA: the batch is applied everywhere once the slowest queue it uses has drained what is
-    // ahead of it, at that queue's expected wait (S0.3, as `GET /v1/queues` reports it).
-    if !doc.state.is_done() {
+    // ahead of it, at that queue's expected wait (S0.3, as `GET /v1/queues` reports it); none
+    // while an edge that has not applied it is disconnected.
+    if !doc.state.is_done() && crate::progress::eta_estimable(&doc) {
         let used: Vec<u32> = doc.queues.iter().map(|q| q.queue).collect();
         let views = state.monitor.observe(&state.store).await?;
         let eta_ms = views

@@ -100,7 +100,9 @@ pub struct QueueServerSection {
     pub crl: Option<PathBuf>,
     /// Optional allow-list of edge names; absent: any edge the CA signed.
     pub edges: Option<Vec<String>>,
-    /// Idle time after which a heartbeat is sent; a stream silent for 3× this is dropped.
+    /// Idle time after which a heartbeat is sent; a stream silent for 3× this is dropped. Edges
+    /// give up on a stream silent for 3× their own `heartbeat-ms`, so keep this at most 3× theirs
+    /// (both default to 1000).
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
     /// This control node's id, sent in `Hello` (default `control`).
@@ -108,8 +110,10 @@ pub struct QueueServerSection {
     pub control_id: String,
 }
 
+/// 1 s: a silent edge is declared gone after 3 s (3 missed heartbeats), so `status` and
+/// `purge --wait` name it disconnected that soon.
 fn default_heartbeat_ms() -> u64 {
-    5000
+    1000
 }
 
 fn default_control_id() -> String {
@@ -411,7 +415,7 @@ mod tests {
         let base = "database = \"c.db\"\n[queue-server]\nlisten = \"127.0.0.1:7443\"\ncert = \"c.pem\"\nkey = \
                     \"c.key\"\nclient-ca = \"ca.pem\"\n";
         let qs = ControlConfig::parse(base).unwrap().queue_server.unwrap();
-        assert_eq!((qs.heartbeat_ms, qs.control_id.as_str(), qs.crl, qs.edges), (5000, "control", None, None));
+        assert_eq!((qs.heartbeat_ms, qs.control_id.as_str(), qs.crl, qs.edges), (1000, "control", None, None));
         let bad = |extra: &str| ControlConfig::parse(&format!("{base}{extra}")).unwrap_err().to_string();
         assert!(bad("heartbeat-ms = 10").contains("heartbeat-ms"));
         assert!(bad("edges = []").contains("remove the key"));
@@ -438,6 +442,6 @@ mod tests {
         let section: String = section.lines().map(|l| l.strip_prefix("# ").unwrap_or(l).to_owned() + "\n").collect();
         let c = ControlConfig::parse(&format!("{before}{rest}\n[queue-server]\n{section}")).unwrap();
         let qs = c.queue_server.expect("parsed");
-        assert_eq!((qs.heartbeat_ms, qs.control_id.as_str(), qs.edges.map(|e| e.len())), (5000, "control-1", Some(2)));
+        assert_eq!((qs.heartbeat_ms, qs.control_id.as_str(), qs.edges.map(|e| e.len())), (1000, "control-1", Some(2)));
     }
 }

@@ -1,10 +1,12 @@
 //! `GET /v1/purges/{id}/events`: the status document as Server-Sent Events, one `progress` event
 //! whenever it changes, ending after the event that says `done`.
 //!
-//! Progress is computed from watermarks on demand: the stream re-reads it when the queue server
-//! records an edge's progress (at most every [`MIN_GAP`], so a burst of acks costs one read), and
-//! every [`POLL`] in any case (decommissions, another control node's writes); it sends only
-//! changes. SSE keep-alive comments hold idle connections open.
+//! Progress is computed from watermarks and the hub's live edges on demand: the stream re-reads
+//! it when the queue server records an edge's progress or an edge connects or disconnects (at
+//! most every [`MIN_GAP`], so a burst of acks costs one read), and every [`POLL`] in any case
+//! (decommissions, another control node's writes). It sends every change of the batch's progress
+//! or of an edge's `connected`; `last_seen` alone moves with every ack of any batch, so it is
+//! carried but does not make an event. SSE keep-alive comments hold idle connections open.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -46,7 +48,7 @@ pub async fn events<S: ControlStore + 'static>(
     Authenticated(token): Authenticated,
 ) -> Result<Response, Error> {
     // Answer 404 (not an empty stream) for a batch the token cannot see.
-    batch_status(&state.store, &token, &id).await?;
+    batch_status(&state, &token, &id).await?;
     let progressed = state.queue.subscribe_progressed();
     let read_at = tokio::time::Instant::now();
     let cursor = Cursor { state, token, id, last: None, progressed, read_at, first: true, finished: false };
@@ -63,8 +65,8 @@ pub async fn events<S: ControlStore + 'static>(
                 tokio::time::sleep_until(c.read_at + MIN_GAP).await;
             }
             c.read_at = tokio::time::Instant::now();
-            let event = match batch_status(&c.state.store, &c.token, &c.id).await {
-                Ok(doc) if c.last.as_ref() != Some(&doc) => {
+            let event = match batch_status(&c.state, &c.token, &c.id).await {
+                Ok(doc) if changed(c.last.as_ref(), &doc) => {
                     c.finished = doc.state.is_done();
                     let event = Event::default().event("progress").json_data(&doc);
                     c.last = Some(doc);
@@ -83,4 +85,36 @@ pub async fn events<S: ControlStore + 'static>(
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// Whether `doc` differs from the `last` one sent in anything but the edges' `last_seen`.
+fn changed(last: Option<&BatchStatus>, doc: &BatchStatus) -> bool {
+    let Some(last) = last else { return true };
+    let unseen = |doc: &BatchStatus| {
+        let mut doc = doc.clone();
+        doc.edges.iter_mut().for_each(|e| e.last_seen = None);
+        doc
+    };
+    unseen(last) != unseen(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgepurge_api::Document;
+
+    #[test]
+    fn progress_and_liveness_are_changes_last_seen_alone_is_not() {
+        let doc = BatchStatus::example();
+        assert!(changed(None, &doc), "the first document is always sent");
+        let mut seen = doc.clone();
+        seen.edges[0].last_seen = Some("2026-11-22T01:09:00.000Z".into());
+        assert!(!changed(Some(&doc), &seen));
+        let mut gone = doc.clone();
+        gone.edges[0].connected = false;
+        assert!(changed(Some(&doc), &gone), "a disconnect is sent");
+        let mut applied = doc.clone();
+        applied.edges[0].applied = 2;
+        assert!(changed(Some(&doc), &applied));
+    }
 }

@@ -1,5 +1,7 @@
 //! What the API and the queue streams share: the "tasks appended" signal, the policy to
-//! distribute, and which edges are connected now (with their latest acks).
+//! distribute, and which edges are connected now (with their latest acks). An edge connecting or
+//! disconnecting wakes the status streams like recorded progress does: a batch's status document
+//! says which of its edges are connected.
 //!
 //! Lives in [`crate::state::QueueState::queue`], shared by the API's state and the queue server,
 //! so the submit handler can wake every stream after an append and `PUT /v1/policy` can push a
@@ -66,6 +68,14 @@ pub struct LiveEdge {
     pub applied: Vec<(QueueId, Offset)>,
 }
 
+impl LiveEdge {
+    /// When this node last heard from the edge on its latest stream: its latest ack, else when
+    /// the stream opened.
+    pub fn last_seen(&self) -> Millis {
+        self.last_ack_at.map_or(self.connected_at, |ack| ack.max(self.connected_at))
+    }
+}
+
 struct Slot {
     session: u64,
     /// Woken when a newer stream of the same edge takes over.
@@ -125,6 +135,8 @@ impl QueueHub {
 
     /// Wakes every status stream: an edge's progress was recorded (call after a successful
     /// `record_report`), so `GET /v1/purges/{id}/events` answers without waiting for its poll.
+    /// [`QueueHub::register`] and the end of a [`Registration`] call it too: whether an edge is
+    /// connected is part of every status document.
     pub fn notify_progressed(&self) {
         self.progressed.send_modify(|n| *n = n.wrapping_add(1));
     }
@@ -169,12 +181,14 @@ impl QueueHub {
             applied: Vec::new(),
         };
         let slot = Slot { session, replaced: replaced.clone(), live };
-        if let Some(old) = self.lock().insert(edge.to_owned(), slot) {
+        let old = self.lock().insert(edge.to_owned(), slot);
+        if let Some(old) = old {
             if old.live.connected {
                 // notify_one stores a permit, so the old stream sees it even if not waiting yet.
                 old.replaced.notify_one();
             }
         }
+        self.notify_progressed();
         Registration { hub: self, edge: edge.to_owned(), session, replaced }
     }
 
@@ -225,8 +239,19 @@ impl Registration<'_> {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        if let Some(slot) = self.hub.lock().get_mut(&self.edge).filter(|s| s.session == self.session) {
-            slot.live.connected = false;
+        let disconnected = {
+            let mut edges = self.hub.lock();
+            match edges.get_mut(&self.edge).filter(|s| s.session == self.session) {
+                Some(slot) => {
+                    slot.live.connected = false;
+                    true
+                }
+                // A newer stream of the edge took over: it is still connected.
+                None => false,
+            }
+        };
+        if disconnected {
+            self.hub.notify_progressed();
         }
     }
 }
@@ -253,16 +278,23 @@ mod tests {
             assert!(futures_util::FutureExt::now_or_never(fut).is_some());
         }
         first.ack(&[(0, 9)], &[(0, 9)], 3); // a late ack of the old stream changes nothing
+        let mut progressed = hub.subscribe_progressed();
         drop(first);
+        assert!(!progressed.has_changed().unwrap(), "the edge is still connected: no status changed");
         assert_eq!(hub.connected_count(), 1, "the old stream ending does not disconnect the new one");
         second.ack(&[(0, 4), (1, 2)], &[(0, 3)], 4);
         second.ack(&[(0, 2)], &[], 5);
         let live = hub.live_edges().remove("e").unwrap();
-        assert_eq!((live.connected_at, live.last_ack_at), (2, Some(5)));
+        assert_eq!((live.connected_at, live.last_ack_at, live.last_seen()), (2, Some(5), 5));
         assert_eq!((live.received, live.applied), (vec![(0, 4), (1, 2)], vec![(0, 3)]));
         drop(second);
+        assert!(progressed.has_changed().unwrap(), "a disconnect wakes the status streams");
+        progressed.borrow_and_update();
         assert_eq!(hub.connected_count(), 0);
         assert!(!hub.live_edges()["e"].connected, "kept, as disconnected");
+        let _third = hub.register("e", addr(), 6);
+        assert!(progressed.has_changed().unwrap(), "a connect wakes the status streams");
+        assert_eq!(hub.live_edges()["e"].last_seen(), 6, "no ack yet: when the stream opened");
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub struct ControlSection {
     #[serde(default = "default_buffer_bytes")]
     pub buffer_bytes: u64,
     /// Idle time after which a heartbeat is sent; 3× without anything received drops the stream.
+    /// Control's idle stream carries only its own heartbeats, so this must be at least a third
+    /// of control's `[queue-server] heartbeat-ms` (both default to 1000).
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
     /// What the edge does when the receive buffer cannot be opened or read (a damaged file).
@@ -191,8 +193,9 @@ fn default_buffer_bytes() -> u64 {
     64 * 1024 * 1024
 }
 
+/// 1 s, as control's: a silent control node is given up (and reconnected to) after 3 s.
 fn default_heartbeat_ms() -> u64 {
-    5_000
+    1_000
 }
 
 fn rustls_pki_name(name: &str) -> Result<(), ()> {

@@ -81,7 +81,7 @@ fn control_section_is_optional_and_checked() {
         .unwrap()
         .control
         .unwrap();
-    assert_eq!((config.buffer_bytes, config.heartbeat_ms), (64 << 20, 5000));
+    assert_eq!((config.buffer_bytes, config.heartbeat_ms), (64 << 20, 1000));
     assert_eq!(config.on_buffer_failure, OnBufferFailure::PurgeAndContinue);
     let stop = EdgeConfig::parse(&control("nodes = [\"https://c\"]\non-buffer-failure = \"stop-serving\""), "e");
     assert_eq!(stop.unwrap().control.unwrap().on_buffer_failure, OnBufferFailure::StopServing);

@@ -2,14 +2,16 @@
 //! answers read as the typed documents of `edgepurge-api`, streamed request bodies and a
 //! Server-Sent Events reader. Every failure becomes a message that says what happened and what
 //! to do (check the token, wait, start the cluster); an answer that is not the document the
-//! endpoint should send names the endpoint.
+//! endpoint should send names the endpoint. A purge submission ([`ApiClient::submit`]) tells a
+//! lost answer ([`SubmitError::Lost`]: safe to send again with the same idempotency key) from a
+//! refusal.
 
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use edgepurge_api::{Document, ErrorBody};
+use edgepurge_api::{Accepted, Document, ErrorBody};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Bytes, Frame, Incoming};
@@ -18,15 +20,20 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::Target;
 
 /// The request body type: empty, whole, or streamed from a file.
 type ReqBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
-/// How long a request may take to answer, except submissions (bulk uploads) and event streams.
+/// How long a request may take to answer; a submission's clock starts once its body is sent
+/// (a bulk upload takes as long as it takes), an event stream's applies to its response head.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an open event stream may send nothing, not even a keep-alive comment (control sends
+/// one every 15 s), before it counts as broken.
+pub const STREAM_SILENCE: Duration = Duration::from_secs(45);
 
 /// A client of one control API with one token.
 #[derive(Clone)]
@@ -36,13 +43,19 @@ pub struct ApiClient {
 }
 
 /// A request body fed from a channel (a file or stdin read on a blocking thread).
-pub struct ChannelBody(mpsc::Receiver<std::io::Result<Bytes>>);
+pub struct ChannelBody {
+    chunks: mpsc::Receiver<std::io::Result<Bytes>>,
+    /// Fired when the last chunk was handed to hyper: the answer's clock starts then.
+    ended: Option<oneshot::Sender<()>>,
+    ended_rx: Option<oneshot::Receiver<()>>,
+}
 
 impl ChannelBody {
     /// The body and the sender that feeds it; dropping the sender ends the body.
     pub fn new() -> (mpsc::Sender<std::io::Result<Bytes>>, Self) {
-        let (tx, rx) = mpsc::channel(8);
-        (tx, Self(rx))
+        let (tx, chunks) = mpsc::channel(8);
+        let (ended, ended_rx) = oneshot::channel();
+        (tx, Self { chunks, ended: Some(ended), ended_rx: Some(ended_rx) })
     }
 }
 
@@ -54,8 +67,34 @@ impl Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.0.poll_recv(cx).map(|item| item.map(|chunk| chunk.map(Frame::data)))
+        let polled = self.chunks.poll_recv(cx);
+        if let Poll::Ready(None) = polled {
+            if let Some(ended) = self.ended.take() {
+                let _ = ended.send(());
+            }
+        }
+        polled.map(|item| item.map(|chunk| chunk.map(Frame::data)))
     }
+}
+
+/// A purge submission's body: JSON bytes, or a stream read from a file or stdin.
+pub enum Upload {
+    /// A whole JSON request.
+    Json(Bytes),
+    /// A streamed bulk body of this content type.
+    Stream(&'static str, ChannelBody),
+}
+
+/// Why a submission got no usable answer.
+#[derive(Debug)]
+pub enum SubmitError {
+    /// No answer arrived (the connection broke, it timed out) or a gateway said so (502, 503,
+    /// 504): the batch may or may not have been accepted, and sending it again with the same
+    /// idempotency key is safe (control answers the earlier batch if it was).
+    Lost(anyhow::Error),
+    /// An answer that sending again would not change: a refusal, a body that could not be read,
+    /// a connection that could not be made.
+    Failed(anyhow::Error),
 }
 
 /// A document the API answered with, and the JSON it came as (what `--json` prints, fields this
@@ -102,10 +141,13 @@ pub struct SseEvent {
 pub struct EventStream {
     body: Incoming,
     buffer: Vec<u8>,
+    /// When bytes last arrived (events and keep-alive comments alike).
+    heard_at: Instant,
 }
 
 impl EventStream {
-    /// The next event, or `None` when the server ended the stream.
+    /// The next event, or `None` when the server ended the stream; an error when it broke off
+    /// or sent nothing for [`STREAM_SILENCE`]. Cancel-safe: what arrived stays buffered.
     pub async fn next(&mut self) -> Result<Option<SseEvent>> {
         loop {
             if let Some(event) = take_event(&mut self.buffer) {
@@ -114,10 +156,18 @@ impl EventStream {
                 }
                 return Ok(Some(event));
             }
-            match self.body.frame().await {
+            let frame = tokio::time::timeout_at(self.heard_at + STREAM_SILENCE, self.body.frame()).await;
+            let Ok(frame) = frame else {
+                anyhow::bail!(
+                    "the event stream sent nothing, not even a keep-alive, for {}s",
+                    STREAM_SILENCE.as_secs()
+                );
+            };
+            match frame {
                 None => return Ok(None),
                 Some(frame) => {
                     let frame = frame.context("the event stream broke off")?;
+                    self.heard_at = Instant::now();
                     if let Ok(data) = frame.into_data() {
                         self.buffer.extend_from_slice(&data);
                     }
@@ -171,30 +221,81 @@ impl ApiClient {
         read_doc(&endpoint(&Method::GET, path), json_of(response).await?)
     }
 
-    /// `POST path` with a JSON body; the answer, document `T`.
-    pub async fn post_json<T: Document>(&self, path: &str, body: &Value) -> Result<Answer<T>> {
-        let bytes = Bytes::from(serde_json::to_vec(body)?);
-        let body = Full::new(bytes).map_err(|never| match never {}).boxed_unsync();
-        let response = self.send(Method::POST, path, Some("application/json"), body, None).await?;
-        read_doc(&endpoint(&Method::POST, path), json_of(response).await?)
-    }
-
-    /// `POST path` with a streamed body of `content_type`; the answer, document `T`.
-    pub async fn post_stream<T: Document>(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: ChannelBody,
-    ) -> Result<Answer<T>> {
-        let response = self.send(Method::POST, path, Some(content_type), body.boxed_unsync(), None).await?;
-        read_doc(&endpoint(&Method::POST, path), json_of(response).await?)
+    /// `POST path` once with `upload` and `Idempotency-Key: key`: the `202` document, or why
+    /// there is none, telling a lost answer (retry with the same key) from a refusal.
+    pub async fn submit(&self, path: &str, upload: Upload, key: &str) -> Result<Answer<Accepted>, SubmitError> {
+        let (content_type, body, ended) = match upload {
+            Upload::Json(bytes) => {
+                ("application/json", Full::new(bytes).map_err(|never| match never {}).boxed_unsync(), None)
+            }
+            Upload::Stream(content_type, mut body) => {
+                let ended = body.ended_rx.take();
+                (content_type, body.boxed_unsync(), ended)
+            }
+        };
+        let request = self
+            .request(Method::POST, path, Some(content_type))
+            .header("idempotency-key", key)
+            .body(body)
+            .map_err(|e| SubmitError::Failed(anyhow!("the purge request cannot be built: {e}")))?;
+        let server = &self.target.server;
+        let lost_in_time = || {
+            SubmitError::Lost(anyhow!(
+                "the control API at {server} did not answer within {}s of receiving the purge",
+                ANSWER_TIMEOUT.as_secs()
+            ))
+        };
+        let sent = self.client.request(request);
+        // The answer's clock starts when the body is sent: at once for JSON, at the end of a stream.
+        let answer_due = async {
+            if let Some(ended) = ended {
+                let _ = ended.await;
+            }
+            tokio::time::sleep(ANSWER_TIMEOUT).await;
+        };
+        let response = tokio::select! {
+            response = sent => response.map_err(|e| self.submit_error(&e))?,
+            _ = answer_due => return Err(lost_in_time()),
+        };
+        let status = response.status();
+        let gateway =
+            matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT);
+        let response = match check(response).await {
+            Ok(response) => response,
+            Err(e) if gateway => return Err(SubmitError::Lost(e)),
+            Err(e) => return Err(SubmitError::Failed(e)),
+        };
+        let body = match tokio::time::timeout(ANSWER_TIMEOUT, response.into_body().collect()).await {
+            Ok(Ok(body)) => body.to_bytes(),
+            Ok(Err(e)) => return Err(SubmitError::Lost(anyhow!("the API's answer broke off: {e}"))),
+            Err(_) => return Err(lost_in_time()),
+        };
+        let json = serde_json::from_slice(&body)
+            .map_err(|e| SubmitError::Failed(anyhow!("the API's answer is not JSON ({e}): {}", excerpt(&body))))?;
+        read_doc(&endpoint(&Method::POST, path), json).map_err(SubmitError::Failed)
     }
 
     /// `GET path` as a Server-Sent Events stream.
     pub async fn events(&self, path: &str) -> Result<EventStream> {
         let response = self.send(Method::GET, path, Some("text/event-stream"), empty(), Some(ANSWER_TIMEOUT)).await?;
         let response = check(response).await?;
-        Ok(EventStream { body: response.into_body(), buffer: Vec::new() })
+        Ok(EventStream { body: response.into_body(), buffer: Vec::new(), heard_at: Instant::now() })
+    }
+
+    /// A request to `path` with the token; `content_type` is the `Accept` of a GET, else the
+    /// body's `Content-Type`.
+    fn request(&self, method: Method, path: &str, content_type: Option<&str>) -> hyper::http::request::Builder {
+        let url = format!("{}{path}", self.target.server);
+        let mut request = Request::builder()
+            .method(method.clone())
+            .uri(&url)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.target.token))
+            .header(header::USER_AGENT, concat!("edgepurge/", env!("CARGO_PKG_VERSION")));
+        if let Some(content_type) = content_type {
+            let name = if method == Method::GET { header::ACCEPT } else { header::CONTENT_TYPE };
+            request = request.header(name, content_type);
+        }
+        request
     }
 
     /// Sends one request with the token; `timeout` bounds the wait for the response head.
@@ -206,17 +307,10 @@ impl ApiClient {
         body: ReqBody,
         timeout: Option<Duration>,
     ) -> Result<Response<Incoming>> {
-        let url = format!("{}{path}", self.target.server);
-        let mut request = Request::builder()
-            .method(method.clone())
-            .uri(&url)
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.target.token))
-            .header(header::USER_AGENT, concat!("edgepurge/", env!("CARGO_PKG_VERSION")));
-        if let Some(content_type) = content_type {
-            let name = if method == Method::GET { header::ACCEPT } else { header::CONTENT_TYPE };
-            request = request.header(name, content_type);
-        }
-        let request = request.body(body).with_context(|| format!("`{url}` is not a valid request address"))?;
+        let request = self
+            .request(method, path, content_type)
+            .body(body)
+            .with_context(|| format!("`{}{path}` is not a valid request address", self.target.server))?;
         let sent = self.client.request(request);
         let result = match timeout {
             Some(limit) => tokio::time::timeout(limit, sent).await.map_err(|_| {
@@ -225,6 +319,23 @@ impl ApiClient {
             None => sent.await,
         };
         result.map_err(|e| self.transport_error(&e))
+    }
+
+    /// A submission's transport failure: lost unless the request never left (no connection, an
+    /// untrusted certificate) or our own body failed (the file could not be read).
+    fn submit_error(&self, e: &hyper_util::client::legacy::Error) -> SubmitError {
+        let message = self.transport_error(e);
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        let mut ours = false;
+        while let Some(s) = source {
+            ours |= s.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_user);
+            source = s.source();
+        }
+        if e.is_connect() || ours {
+            SubmitError::Failed(message)
+        } else {
+            SubmitError::Lost(message)
+        }
     }
 
     /// A transport failure as a message with the likely cause.

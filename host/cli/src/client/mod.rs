@@ -7,7 +7,10 @@
 //! `./.edgepurge-dev/cluster.json`). [`ApiClient`] is a small hyper client over `edgepurge-tls`'
 //! rustls (ring) that turns API errors into messages with a hint of what to do.
 
+pub mod duration;
+pub mod follow;
 pub mod http;
+pub mod progress;
 pub mod purge;
 pub mod status;
 pub mod views;

@@ -8,6 +8,7 @@ mod contract;
 mod contract_cases;
 mod fold;
 mod health;
+mod liveness;
 mod openapi;
 mod positions;
 mod queue_server;

@@ -8,8 +8,10 @@ use crate::support::ControlTest;
 #[tokio::test]
 async fn status_follows_the_edges_watermarks() {
     let c = ControlTest::new().start().await.unwrap();
-    // Registered at time 0, before the batch is accepted, so it counts.
+    // Registered at time 0, before the batch is accepted, so it counts; connected, so the batch
+    // has an ETA (`liveness.rs`: none while an edge with work left is disconnected).
     c.store.register_edge("edge-1", 0).await.unwrap();
+    let stream = c.state.queue.register("edge-1", "127.0.0.1:1".parse().unwrap(), 0);
     let t = c.token("t", &["a.com"], false).await;
     let r = c.purge(&t, json!({"urls": ["http://a.com/1", "http://a.com/2"]})).await;
     assert_eq!(r.status, 202);
@@ -48,6 +50,7 @@ async fn status_follows_the_edges_watermarks() {
     assert_eq!(s.json["edges"][0]["applied"], 2);
     assert_eq!(s.json["edges"][0]["lag"], 0);
     assert!(s.json.get("eta_ms").is_none(), "a done batch has no ETA: {s:?}");
+    drop(stream);
     c.stop().await;
 }
 
@@ -91,6 +94,7 @@ async fn the_reported_wait_follows_the_configured_speed_floor() {
     for (config, floor) in [(slow, 1000.0), ("pacing-ms = 100", 1_048_576.0)] {
         let c = ControlTest::new().config(config).start().await.unwrap();
         c.store.register_edge("edge-1", 0).await.unwrap();
+        let stream = c.state.queue.register("edge-1", "127.0.0.1:1".parse().unwrap(), 0);
         let t = c.token("t", &["a.com"], false).await;
         let r = c.purge(&t, json!({"urls": ["http://a.com/1"]})).await;
         let q = c.send("GET", "/v1/queues", Some(&t), &[], "").await;
@@ -102,6 +106,7 @@ async fn the_reported_wait_follows_the_configured_speed_floor() {
         assert_eq!(used["expected_wait_ms"], wait, "{q:?}");
         let s = c.send("GET", &format!("/v1/purges/{}", r.json["id"]), Some(&t), &[], "").await;
         assert_eq!(s.json["eta_ms"], wait, "{s:?}");
+        drop(stream);
         c.stop().await;
     }
 }

@@ -1,6 +1,7 @@
 //! The test harness: `ControlTest::new().rate_limit(2, 0.001).start()` runs the API on a free
 //! loopback port over a fresh database; `Running` makes tokens, sends requests and reads the
-//! store directly to check what was (or was not) queued.
+//! store directly to check what was (or was not) queued; its `state` gives the queue hub, where a
+//! test registers an edge's stream to make it connected.
 
 use std::sync::Arc;
 
@@ -111,7 +112,8 @@ impl ControlTest {
         state.fold = self.fold;
         state.monitor = Arc::new(QueueMonitor::new(self.health, self.cycle, clock));
 
-        let bound = BoundControl::bind(&config, router(Arc::new(state))).await?;
+        let state = Arc::new(state);
+        let bound = BoundControl::bind(&config, router(state.clone())).await?;
         let base = format!("http://{}", bound.local_addr());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(bound.serve(async move {
@@ -120,6 +122,7 @@ impl ControlTest {
         Ok(Running {
             base,
             store,
+            state,
             _dir: dir,
             stop: Some(stop),
             server: Some(server),
@@ -134,6 +137,8 @@ pub struct Running {
     pub base: String,
     /// The same store the API writes.
     pub store: SqliteStore,
+    /// The API's state: `state.queue.register(…)` makes an edge connected (as a queue stream does).
+    pub state: Arc<AppState<SqliteStore>>,
     _dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,

@@ -95,11 +95,15 @@ impl FakeControl {
     }
 
     /// The edge's `[control]` section for this node, as `edge-1`, with its buffer in `state`.
+    /// This fake sends no heartbeats of its own, so unless `extra` sets `heartbeat-ms` the edge
+    /// waits 15 s of silence (not the default 3 s) before it gives up on a scripted stream that
+    /// is merely slow.
     pub fn edge_section(&self, state: &Path, extra: &str) -> String {
         let c = |name: &str| self.certs.join(name).display().to_string();
+        let heartbeat = if extra.contains("heartbeat-ms") { "" } else { "heartbeat-ms = 5000\n" };
         format!(
             "[control]\nnodes = [\"https://localhost:{}\"]\nca = {:?}\ncert = {:?}\nkey = {:?}\ncrl = {:?}\n\
-             state-dir = {:?}\n{extra}\n",
+             state-dir = {:?}\n{heartbeat}{extra}\n",
             self.addr.port(),
             c("ca.pem"),
             c("edges/edge-1.pem"),
