@@ -65,7 +65,6 @@ fn a_control_database_restored_from_an_older_backup_reports_nothing_it_did_not_d
 }
 
 #[test]
-#[ignore = "needs issue 14 item 3 (--wait --timeout)"]
 fn purge_wait_times_out_and_names_the_partitioned_edge() {
     let Some(c) = Cluster::builder().proxies().build() else { return };
     c.edges[1].partition.as_ref().unwrap().cut();

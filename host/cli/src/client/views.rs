@@ -126,10 +126,12 @@ pub fn edges_table(doc: &EdgeList) -> String {
                 lag.to_string(),
                 policy(e.policy.as_ref()),
                 applied.join(" "),
+                or_dash(e.events.first().map(|ev| format!("{} {}: {}", ev.at, ev.kind, ev.message))),
             ]
         })
         .collect();
-    table(&["EDGE", "STATE", "CONNECTED", "LAST SEEN", "LAG", "POLICY", "APPLIED (queue:offset)"], &rows)
+    let header = ["EDGE", "STATE", "CONNECTED", "LAST SEEN", "LAG", "POLICY", "APPLIED (queue:offset)", "LAST EVENT"];
+    table(&header, &rows)
 }
 
 /// The policy an edge last reported loading: `name version`, or the error it reported.
