@@ -78,9 +78,10 @@ clean:
 ## client certificates, slow/hung/resetting/dead origins, damaged receive buffers) with
 ## 200,000-URL batches (EDGEPURGE_FAULTS=full). `make test` runs the same cases bounded.
 .PHONY: faults soak
+# --workspace, not -p: the same feature set as `make test`, so nothing is built twice.
 faults:
 	$(CARGO) build -p edgepurge
-	EDGEPURGE_FAULTS=full $(CARGO) test -p edgepurge-tests --test faults -- --test-threads 2
+	EDGEPURGE_FAULTS=full $(CARGO) test --workspace --test faults -- --test-threads 2
 
 ## make soak MINUTES=10: hits under load on 2 edges while purge storms run (single URLs, prefixes,
 ## tags, 100,000-URL batches) and an edge is killed (-9) and restarted every minute; RSS and open
@@ -90,7 +91,7 @@ faults:
 MINUTES ?= 10
 soak:
 	$(CARGO) build -p edgepurge
-	EDGEPURGE_SOAK_SECS=$$(( $(MINUTES) * 60 )) $(CARGO) test -p edgepurge-tests --test faults \
+	EDGEPURGE_SOAK_SECS=$$(( $(MINUTES) * 60 )) $(CARGO) test --workspace --test faults \
 		soak::soak -- --ignored --exact --nocapture
 
 ## make bench-propagation: API accepted → applied on every edge, over `edgepurge dev` with
