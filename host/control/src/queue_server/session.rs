@@ -180,15 +180,14 @@ pub async fn run<S: ControlStore + 'static>(
         positions::record(&state, &edge, at, EdgeEventKind::PositionsReset, message.clone()).await;
     }
     // What the edge holds now is the truth, whatever it reported before (a lost buffer, a reset).
-    let caps: Vec<(QueueId, Offset)> =
-        checked.next.iter().enumerate().map(|(q, &next)| (q as QueueId, next.saturating_sub(1))).collect();
+    let start: Vec<(QueueId, Offset)> =
+        checked.next.iter().enumerate().map(|(q, &next)| (q as QueueId, next)).collect();
+    let caps = start.iter().map(|&(q, next)| (q, next.saturating_sub(1))).collect();
     if let Err(e) = state.store.lower_watermarks(&edge, caps, at).await {
         return tracing::error!(%edge, error = %e, "queue stream refused: cannot record the edge's positions");
     }
     state.queue.metrics.stream_opened();
     let registration = state.queue.register(&edge, peer, at);
-    let start: Vec<(QueueId, Offset)> =
-        checked.next.iter().enumerate().map(|(q, &next)| (q as QueueId, next)).collect();
     tracing::info!(%edge, %peer, resume = ?claimed.resume, ?start, buffer_free, "edge connected");
 
     let queues = state.store.queue_count() as usize;

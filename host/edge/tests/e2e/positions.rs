@@ -7,20 +7,14 @@ use edgepurge_wire::{fingerprint, ControlFrame, EdgeFrame};
 use http::Method;
 
 use crate::consumer::{cache, url_task, Setup};
-use crate::support::FAKE_LOG_ID;
+use crate::support::{accept, FAKE_LOG_ID};
 
 #[tokio::test]
 async fn positions_name_the_log_and_the_task_received_last() {
     let mut setup = Setup::new().await;
     let edge = setup.edge("").await;
     let mut stream = setup.control.next_stream().await;
-    let (_, _, first) = stream
-        .hello_then("control-1", |resume, _| ControlFrame::Log {
-            log_id: FAKE_LOG_ID.into(),
-            reset: None,
-            start: resume.to_vec(),
-        })
-        .await;
+    let (_, _, first) = stream.hello_then("control-1", |resume, _| accept(FAKE_LOG_ID, resume)).await;
     assert_eq!(first, EdgeFrame::Positions { log_id: None, last: vec![], notices: vec![] }, "a new edge knows no log");
     let tasks = vec![url_task(1, "/a"), url_task(2, "/b"), url_task(3, "/c")];
     stream.send(ControlFrame::Tasks { queue: 0, first_offset: 1, tasks: tasks.clone() });
@@ -28,13 +22,7 @@ async fn positions_name_the_log_and_the_task_received_last() {
     drop(stream);
 
     let mut again = setup.control.next_stream().await;
-    let (resume, _, positions) = again
-        .hello_then("control-1", |resume, _| ControlFrame::Log {
-            log_id: FAKE_LOG_ID.into(),
-            reset: None,
-            start: resume.to_vec(),
-        })
-        .await;
+    let (resume, _, positions) = again.hello_then("control-1", |resume, _| accept(FAKE_LOG_ID, resume)).await;
     assert_eq!(resume, vec![(0, 4)]);
     assert_eq!(
         positions,
@@ -83,13 +71,7 @@ async fn refused_positions_purge_everything_and_restart_from_the_log_start() {
     edge.get("/b").await.assert_fwd("miss");
     drop(again);
     let mut third = setup.control.next_stream().await;
-    let (resume, _, positions) = third
-        .hello_then("control-1", |resume, _| ControlFrame::Log {
-            log_id: "new-log".into(),
-            reset: None,
-            start: resume.to_vec(),
-        })
-        .await;
+    let (resume, _, positions) = third.hello_then("control-1", |resume, _| accept("new-log", resume)).await;
     assert_eq!(resume, vec![(0, 2)]);
     assert!(matches!(positions, EdgeFrame::Positions { log_id: Some(ref id), .. } if id == "new-log"), "{positions:?}");
     edge.shutdown().await;

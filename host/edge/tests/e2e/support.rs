@@ -35,7 +35,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
-pub use control::{FakeControl, FakeStream, FAKE_LOG_ID};
+pub use control::{accept, FakeControl, FakeStream, FAKE_LOG_ID};
 pub use origin::{http_date_ago, Gate, Origin, Refusing, Reply, PATIENCE};
 
 /// A policy deadline for tests that are not about the deadline (shared, noisy machines).

@@ -31,6 +31,11 @@ type FakeBody = http_body_util::Either<StreamBody<BodyStream>, Full<Bytes>>;
 /// The log identity the fake control accepts positions under.
 pub const FAKE_LOG_ID: &str = "fa4e0000000000000000000000000001";
 
+/// The `Log` that accepts an edge's positions under `log_id`, resuming where it asked.
+pub fn accept(log_id: &str, resume: &[(QueueId, Offset)]) -> ControlFrame {
+    ControlFrame::Log { log_id: log_id.into(), reset: None, start: resume.to_vec() }
+}
+
 /// A fake control node's queue server on 127.0.0.1:0.
 pub struct FakeControl {
     /// Its address.
@@ -202,13 +207,7 @@ impl FakeStream {
     /// `Positions` and accepts them under [`FAKE_LOG_ID`]: the edge's resume offsets and free
     /// buffer space.
     pub async fn hello(&mut self, control_id: &str) -> (Vec<(QueueId, Offset)>, u64) {
-        let (resume, free, _) = self
-            .hello_then(control_id, |resume, _| ControlFrame::Log {
-                log_id: FAKE_LOG_ID.into(),
-                reset: None,
-                start: resume.to_vec(),
-            })
-            .await;
+        let (resume, free, _) = self.hello_then(control_id, |resume, _| accept(FAKE_LOG_ID, resume)).await;
         (resume, free)
     }
 
