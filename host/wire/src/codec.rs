@@ -123,6 +123,15 @@ impl<F: Frame> Decoder<F> {
         decode_from(&mut self.buf, self.max_frame)
     }
 
+    /// Like [`next_frame`](Self::next_frame), with the frame's body as received (without its
+    /// length prefix), so a receiver can keep a `Tasks` frame's chunk as it came
+    /// ([`crate::tasks_payload`]) instead of re-encoding the decoded tasks.
+    pub fn next_frame_and_body(&mut self) -> Result<Option<(F, Bytes)>> {
+        let Some(body) = take_body(&mut self.buf, self.max_frame)? else { return Ok(None) };
+        let frame = decode_body(&body)?;
+        Ok(Some((frame, body)))
+    }
+
     /// Call at end of stream: an error if a frame was left unfinished.
     pub fn finish(&self) -> Result<()> {
         match self.buf.len() {
@@ -135,6 +144,14 @@ impl<F: Frame> Decoder<F> {
 /// Takes one frame off the front of `buf`, if complete; the shared core of [`Decoder`] and
 /// [`FrameCodec`].
 fn decode_from<F: Frame>(buf: &mut BytesMut, max_frame: usize) -> Result<Option<F>> {
+    match take_body(buf, max_frame)? {
+        Some(body) => decode_body(&body).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Takes one complete frame body (prefix removed) off the front of `buf`, if there is one.
+fn take_body(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Bytes>> {
     let Some(prefix) = buf.get(..LEN_PREFIX) else { return Ok(None) };
     let len = u32::from_be_bytes(prefix.try_into().expect("slice of LEN_PREFIX bytes")) as usize;
     if len > max_frame {
@@ -148,8 +165,7 @@ fn decode_from<F: Frame>(buf: &mut BytesMut, max_frame: usize) -> Result<Option<
         return Ok(None);
     }
     buf.advance(LEN_PREFIX);
-    let body = buf.split_to(len);
-    decode_body(&body).map(Some)
+    Ok(Some(buf.split_to(len).freeze()))
 }
 
 /// A `tokio_util::codec` encoder/decoder pair: decodes `In` frames and encodes `Out` frames

@@ -26,11 +26,13 @@
 //! # Ok::<(), edgepurge_wire::WireError>(())
 //! ```
 
+pub mod chunk;
 pub mod codec;
 pub mod frame;
 
 use serde::{Deserialize, Serialize};
 
+pub use chunk::{chunk_len, decode_tasks, encode_tasks, encode_tasks_into, tasks_frame, tasks_payload};
 pub use codec::{decode_body, encode, Decoder, Frame, FrameCodec, DEFAULT_MAX_FRAME, LEN_PREFIX};
 pub use frame::{fingerprint, ControlFrame, EdgeFrame, LogId, Offset, QueueId, TaskFailure, WireTask, WireTaskKind};
 
