@@ -155,6 +155,26 @@ pub struct QueuedTask {
     pub host: String,
 }
 
+/// A run of consecutive tasks of one queue from one batch, encoded once when it was appended
+/// (issue 15): `encoded` is postcard's `Vec<WireTask>` (`edgepurge_wire::encode_tasks`, task ids
+/// `edgepurge_wire::task_id`, tenant = the batch's token name), which the queue server splices
+/// into a `Tasks` frame for every edge without decoding it (`edgepurge_wire::tasks_frame`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// The queue.
+    pub queue: u32,
+    /// Offset of its first task.
+    pub first: u64,
+    /// Offset of its last task (`first + number of tasks - 1`).
+    pub last: u64,
+    /// The batch its tasks belong to.
+    pub batch: BatchId,
+    /// Sum of its tasks' `size_bytes` (what flow control and S0.3 count).
+    pub bytes: u64,
+    /// The encoded tasks.
+    pub encoded: Vec<u8>,
+}
+
 /// Work a queue still has to deliver above some offset (S0.3's `n` and `Σa_i`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pending {

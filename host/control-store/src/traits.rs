@@ -40,6 +40,13 @@ pub trait QueueStore: Send + Sync {
     /// offset (the reader missed tasks and must purge everything, DESIGN decision 5).
     fn read(&self, queue: u32, from: u64, limit: usize) -> impl Future<Output = Result<Vec<QueuedTask>>> + Send;
 
+    /// Whole chunks of `queue` holding offsets `from` and above, in offset order: the first may
+    /// start below `from` (chunks are never split), and reading stops after the chunk that
+    /// brings the tasks returned to `max_tasks` or more (at least one chunk when any exists).
+    /// `Error::Trimmed` when `from` is below the first retained offset, as for
+    /// [`read`](Self::read).
+    fn read_chunks(&self, queue: u32, from: u64, max_tasks: usize) -> impl Future<Output = Result<Vec<Chunk>>> + Send;
+
     /// The first retained and the next offset of every queue, in queue order.
     fn queue_info(&self) -> impl Future<Output = Result<Vec<QueueInfo>>> + Send;
 

@@ -17,6 +17,12 @@ use crate::{Result, WireError, LEN_PREFIX};
 /// `ControlFrame::Tasks`'s variant index (the frame order is fixed forever, see `frame`).
 const TASKS_VARIANT: u32 = 1;
 
+/// The stable task id the wire carries: the queue in the top 16 bits, the offset below ((queue,
+/// offset) is unique and never reused on a control node, so no id of its own is stored).
+pub fn task_id(queue: QueueId, offset: Offset) -> u64 {
+    (u64::from(queue) << 48) | (offset & ((1 << 48) - 1))
+}
+
 /// Encodes `tasks` as a chunk: postcard's `Vec<WireTask>`.
 pub fn encode_tasks(tasks: &[WireTask]) -> Result<Vec<u8>> {
     postcard::to_stdvec(tasks).map_err(|source| WireError::Encode { frame: "Tasks", source })
@@ -122,6 +128,14 @@ mod tests {
         let hb = encode(&ControlFrame::Heartbeat { at_ms: 5 }).unwrap();
         assert_eq!(tasks_payload(&hb[LEN_PREFIX..]), None);
         assert_eq!(tasks_payload(&[]), None);
+    }
+
+    #[test]
+    fn task_ids_are_unique_per_queue_and_offset() {
+        assert_eq!(task_id(0, 1), 1);
+        assert_ne!(task_id(1, 1), task_id(0, 1));
+        assert_eq!(task_id(3, 7) >> 48, 3);
+        assert_eq!(task_id(3, 7) & 0xffff_ffff_ffff, 7);
     }
 
     #[test]

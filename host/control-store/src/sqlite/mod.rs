@@ -191,6 +191,10 @@ impl QueueStore for SqliteStore {
         self.read_run(move |c, q| queue::read(c, q, queue, from, limit)).await
     }
 
+    async fn read_chunks(&self, queue: u32, from: u64, max_tasks: usize) -> Result<Vec<Chunk>> {
+        self.read_run(move |c, q| queue::read_chunks(c, q, queue, from, max_tasks)).await
+    }
+
     async fn queue_info(&self) -> Result<Vec<QueueInfo>> {
         self.read_run(|c, _| queue::queue_info(c)).await
     }

@@ -206,6 +206,56 @@ pub fn read(conn: &Connection, queues: u32, queue: u32, from: u64, limit: usize)
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Chunks of `queue` from `from` (see `QueueStore::read_chunks`). Until chunks are stored
+/// (schema v4), each run of one batch's tasks read from `tasks` is encoded as one chunk here.
+pub fn read_chunks(conn: &Connection, queues: u32, queue: u32, from: u64, max_tasks: usize) -> Result<Vec<Chunk>> {
+    let tasks = read(conn, queues, queue, from.max(1), max_tasks.clamp(1, 1000))?;
+    let mut chunks: Vec<(Chunk, Vec<edgepurge_wire::WireTask>)> = Vec::new();
+    let tenant = |batch: u64| -> Result<String> {
+        Ok(conn
+            .query_row("SELECT token_name FROM batches WHERE id = ?1", params![batch as i64], |r| r.get(0))
+            .optional()?
+            .unwrap_or_default())
+    };
+    for task in tasks {
+        let wire = edgepurge_wire::WireTask {
+            id: edgepurge_wire::task_id(queue, task.at.offset),
+            kind: task.kind.into(),
+            target: task.target,
+            soft: task.soft,
+            size_bytes: task.size_bytes,
+            host: task.host,
+            tenant: String::new(),
+        };
+        match chunks.last_mut() {
+            Some((chunk, run)) if chunk.batch == task.batch && chunk.last + 1 == task.at.offset => {
+                chunk.last = task.at.offset;
+                chunk.bytes += wire.size_bytes;
+                run.push(edgepurge_wire::WireTask { tenant: run[0].tenant.clone(), ..wire });
+            }
+            _ => {
+                let chunk = Chunk {
+                    queue,
+                    first: task.at.offset,
+                    last: task.at.offset,
+                    batch: task.batch,
+                    bytes: wire.size_bytes,
+                    encoded: Vec::new(),
+                };
+                let wire = edgepurge_wire::WireTask { tenant: tenant(task.batch)?, ..wire };
+                chunks.push((chunk, vec![wire]));
+            }
+        }
+    }
+    chunks
+        .into_iter()
+        .map(|(mut chunk, run)| {
+            chunk.encoded = edgepurge_wire::encode_tasks(&run).map_err(|e| Error::Backend(Box::new(e)))?;
+            Ok(chunk)
+        })
+        .collect()
+}
+
 /// The running byte total of `queue` through `offset` (which must be retained, or `first - 1`).
 fn cum_bytes_at(conn: &Connection, queue: u32, offset: u64, row: &QueueRow, trimmed_bytes: u64) -> Result<u64> {
     if offset + 1 == row.first {

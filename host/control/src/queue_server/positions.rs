@@ -43,7 +43,7 @@ pub struct Checked {
 /// The wire form of a stored task, with the tenant the caller resolved.
 pub fn to_wire(task: QueuedTask, tenant: String) -> WireTask {
     WireTask {
-        id: crate::queue_server::session::task_id(task.at.queue, task.at.offset),
+        id: edgepurge_wire::task_id(task.at.queue, task.at.offset),
         kind: task.kind.into(),
         target: task.target,
         soft: task.soft,

@@ -41,13 +41,6 @@ pub struct SessionConfig {
     pub control_id: String,
 }
 
-/// The stable task id the wire carries: the queue in the top 16 bits, the offset below (the
-/// store's rows have no id of their own in `QueuedTask`, and (queue, offset) is unique and never
-/// reused on a control node).
-pub fn task_id(queue: QueueId, offset: Offset) -> u64 {
-    (u64::from(queue) << 48) | (offset & ((1 << 48) - 1))
-}
-
 /// Why a session ended (logged; the edge reconnects in every case).
 #[derive(Debug)]
 enum End {
@@ -485,14 +478,6 @@ impl<S: ControlStore> Session<'_, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn task_ids_are_unique_per_queue_and_offset() {
-        assert_eq!(task_id(0, 1), 1);
-        assert_ne!(task_id(1, 1), task_id(0, 1));
-        assert_eq!(task_id(3, 7) >> 48, 3);
-        assert_eq!(task_id(3, 7) & 0xffff_ffff_ffff, 7);
-    }
 
     #[test]
     fn end_reasons_read_as_sentences() {
