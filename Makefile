@@ -109,10 +109,10 @@ bench-propagation: policies
 ## make bench-million: one bulk request of URLS URLs to MILLION_EDGES edges of `edgepurge dev`,
 ## accept time, time until applied everywhere, URLs/s end to end (RUNS runs).
 URLS ?= 1000000
-MILLION_EDGES ?= 4
+MILLION_EDGES ?= 4 32
 bench-million: policies
 	$(CARGO) build --release -p edgepurge -p edgepurge-bench --bin edgepurge --bin million
-	$(RELEASE_BIN)/million --binary $(RELEASE_BIN)/edgepurge --urls $(URLS) --edges $(MILLION_EDGES) \
+	$(RELEASE_BIN)/million --binary $(RELEASE_BIN)/edgepurge --urls $(URLS) $(foreach n,$(MILLION_EDGES),--edges $(n)) \
 		--runs $(RUNS) --out bench/results/million.json
 
 ## make bench-purge-cost: purge cost against cache size. First the in-process store at 10^4 and

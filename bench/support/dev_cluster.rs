@@ -55,6 +55,13 @@ pub struct Dev {
     pub info: Value,
 }
 
+impl Dev {
+    /// The process id of `edgepurge dev` (control and every edge run in it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Dev {
     fn drop(&mut self) {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();

@@ -19,13 +19,23 @@ pub fn free_port() -> Result<u16> {
 
 /// `VmRSS` of process `pid` in bytes.
 pub fn rss_bytes(pid: u32) -> Result<u64> {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// `VmHWM` (peak resident memory so far) of process `pid` in bytes.
+pub fn peak_rss_bytes(pid: u32) -> Result<u64> {
+    status_bytes(pid, "VmHWM:")
+}
+
+/// A memory field of `/proc/PID/status` in bytes.
+fn status_bytes(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("no process {pid}"))?;
     let kib: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .context("no VmRSS")?;
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
     Ok(kib * 1024)
 }
 

@@ -19,6 +19,8 @@
 //! - [`counters`] — the API's and the queue server's counters.
 //! - [`hub`] — what the API and the queue streams share: the "appended" signal, the policy sent
 //!   to edges, the connected edges.
+//! - [`tail`] — the newest chunks of every queue in memory, read from the store once and sent
+//!   as the same `Tasks` frame bytes by every edge's stream.
 //! - [`response`] — how an [`Error`] becomes an HTTP answer; the `RateLimit-*` headers;
 //!   `Checked`, through which axum's extractor rejections become [`Error`]s (the JSON body too).
 //! - [`state`] — `QueueState` (store and hub: all the queue server sees) and the API's `AppState`.
@@ -71,6 +73,7 @@ pub mod retention;
 pub mod select;
 pub mod server;
 pub mod state;
+pub mod tail;
 pub mod tasks;
 pub mod views;
 

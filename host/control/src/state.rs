@@ -22,6 +22,7 @@ use crate::counters::Metrics;
 use crate::fold::FoldSettings;
 use crate::health::{Clock, QueueMonitor};
 use crate::hub::{PublishedPolicy, QueueHub};
+use crate::tail::Tail;
 
 /// What the queue server's streams use: the store and what they share with the API.
 #[derive(Debug)]
@@ -31,12 +32,14 @@ pub struct QueueState<S> {
     /// The "appended" signal, the policy sent to edges, the connected edges
     /// (`Default::default()` when there is no queue server).
     pub queue: QueueHub,
+    /// The newest chunks of every queue with their `Tasks` frames, shared by all streams.
+    pub tail: Tail,
 }
 
 impl<S> QueueState<S> {
     /// The state over `store` with a hub that has no policy and no edge yet.
     pub fn new(store: S) -> Self {
-        QueueState { store, queue: QueueHub::default() }
+        QueueState { store, queue: QueueHub::default(), tail: Tail::default() }
     }
 }
 

@@ -73,6 +73,25 @@ pub fn tasks_frame(queue: QueueId, first_offset: Offset, chunk: &[u8]) -> Result
     Ok(Bytes::from(buf))
 }
 
+/// One `Tasks` frame (length prefix included) of consecutive chunks of `queue`, the first
+/// starting at `first_offset`: the chunks' tasks concatenated under one count, still without
+/// decoding or re-encoding a task (a postcard sequence is its count followed by its items). For
+/// many small chunks in a row (single-URL purges arriving together), so an edge stores them in
+/// one write.
+pub fn joined_tasks_frame(queue: QueueId, first_offset: Offset, chunks: &[&[u8]]) -> Result<Bytes> {
+    let mut count = 0u64;
+    let mut items = Vec::with_capacity(chunks.iter().map(|c| c.len()).sum());
+    for chunk in chunks {
+        let (n, rest) = postcard::take_from_bytes::<u64>(chunk)
+            .map_err(|source| WireError::Malformed { len: chunk.len(), source })?;
+        count += n;
+        items.extend_from_slice(rest);
+    }
+    let mut joined = postcard::to_stdvec(&count).map_err(|source| WireError::Encode { frame: "Tasks", source })?;
+    joined.extend_from_slice(&items);
+    tasks_frame(queue, first_offset, &joined)
+}
+
 /// For a `Tasks` frame body (without its length prefix), the queue, the first offset and the
 /// encoded chunk that follows them; `None` for any other frame or a body too short to say.
 pub fn tasks_payload(body: &[u8]) -> Option<(QueueId, Offset, &[u8])> {
@@ -95,7 +114,7 @@ mod tests {
             id: i,
             kind: WireTaskKind::Url,
             target: format!("https://a.example/{i}"),
-            soft: i % 2 == 0,
+            soft: i.is_multiple_of(2),
             size_bytes: 40 + i,
             host: "a.example".into(),
             tenant: "acme".into(),
@@ -128,6 +147,19 @@ mod tests {
         let hb = encode(&ControlFrame::Heartbeat { at_ms: 5 }).unwrap();
         assert_eq!(tasks_payload(&hb[LEN_PREFIX..]), None);
         assert_eq!(tasks_payload(&[]), None);
+    }
+
+    #[test]
+    fn joined_chunks_are_the_frame_of_all_their_tasks() {
+        let tasks: Vec<_> = (0..7).map(task).collect();
+        let parts = [
+            encode_tasks(&tasks[..1]).unwrap(),
+            encode_tasks(&tasks[1..5]).unwrap(),
+            encode_tasks(&tasks[5..]).unwrap(),
+        ];
+        let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+        let joined = joined_tasks_frame(4, 10, &refs).unwrap();
+        assert_eq!(joined, encode(&ControlFrame::Tasks { queue: 4, first_offset: 10, tasks }).unwrap());
     }
 
     #[test]

@@ -32,7 +32,9 @@ pub mod frame;
 
 use serde::{Deserialize, Serialize};
 
-pub use chunk::{chunk_len, decode_tasks, encode_tasks, encode_tasks_into, task_id, tasks_frame, tasks_payload};
+pub use chunk::{
+    chunk_len, decode_tasks, encode_tasks, encode_tasks_into, joined_tasks_frame, task_id, tasks_frame, tasks_payload,
+};
 pub use codec::{decode_body, encode, Decoder, Frame, FrameCodec, DEFAULT_MAX_FRAME, LEN_PREFIX};
 pub use frame::{fingerprint, ControlFrame, EdgeFrame, LogId, Offset, QueueId, TaskFailure, WireTask, WireTaskKind};
 

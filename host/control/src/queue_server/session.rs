@@ -7,14 +7,14 @@
 //! signal, policy changes, a newer stream of the same edge, shutdown, the heartbeat and idle
 //! timers, room in the response body): there is no polling interval anywhere.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use edgepurge_control_store::{BatchId, ControlStore, EdgeEventKind, Error as StoreError, QueuedTask};
-use edgepurge_wire::{ControlFrame, Decoder, EdgeFrame, Offset, QueueId, TaskFailure, WireTask, PROTOCOL_VERSION};
+use edgepurge_control_store::{ControlStore, EdgeEventKind, Error as StoreError};
+use edgepurge_wire::{ControlFrame, Decoder, EdgeFrame, Offset, QueueId, TaskFailure, PROTOCOL_VERSION};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::{mpsc, watch};
@@ -25,9 +25,10 @@ use super::positions::{self, Claimed};
 use super::report::ReportWriter;
 use crate::now_ms;
 use crate::state::QueueState;
+use crate::tail::TailChunk;
 
-/// Most tasks in one `Tasks` frame (the protocol's limit).
-pub const MAX_TASKS_PER_FRAME: usize = 1000;
+/// Tasks read per queue per round: about one chunk (chunks hold up to 1,000 tasks).
+const READ_TASKS: usize = 1000;
 
 /// Most frames queued in a session's outbox before the pump waits for them to be sent.
 const OUTBOX_FRAMES: usize = 8;
@@ -75,9 +76,11 @@ struct Session<'a, S> {
     next: Vec<Offset>,
     /// Per queue: the offset the next append will get, as last read from the store.
     head: Vec<Offset>,
+    /// Per queue: the first offset still retained, as last read from the store (below it the
+    /// store answers `Trimmed`, whatever the shared tail still holds).
+    retained: Vec<Offset>,
     flow: Flow,
     outbox: VecDeque<(Bytes, &'static str, u64, u64)>,
-    tenants: HashMap<BatchId, String>,
     /// Which queue `pump` starts at, rotated so no queue starves the others.
     start: usize,
     /// Whether a watermark beyond what was sent has been recorded as an event on this stream
@@ -189,9 +192,9 @@ pub async fn run<S: ControlStore + 'static>(
         edge: edge.clone(),
         next: checked.next.clone(),
         head: vec![1; queues],
+        retained: vec![1; queues],
         flow: Flow::new(&start, buffer_free),
         outbox: VecDeque::new(),
-        tenants: HashMap::new(),
         start: 0,
         refused: false,
     };
@@ -394,8 +397,10 @@ impl<S: ControlStore> Session<'_, S> {
     /// Re-reads where each queue's log ends (after an append), then sends what fits.
     async fn refresh_and_pump(&mut self) -> Result<(), End> {
         for info in self.state.store.queue_info().await.map_err(End::Store)? {
-            if let Some(head) = self.head.get_mut(info.queue as usize) {
-                *head = info.next;
+            if let (Some(head), Some(retained)) =
+                (self.head.get_mut(info.queue as usize), self.retained.get_mut(info.queue as usize))
+            {
+                (*head, *retained) = (info.next, info.first);
             }
         }
         self.pump().await
@@ -422,14 +427,22 @@ impl<S: ControlStore> Session<'_, S> {
         Ok(())
     }
 
-    /// Queues one frame of queue `q` (or a `Trimmed`); false when nothing more can go now.
+    /// Queues the next chunks of queue `q` as their shared frames (or a `Trimmed`); false when
+    /// nothing more can go now. Whole chunks only: after a reconnect the first may start below
+    /// `next` (the edge ignores what it holds).
     async fn send_one(&mut self, q: QueueId) -> Result<bool, End> {
         let from = self.next[q as usize];
         if from >= self.head[q as usize] || self.flow.room() == 0 {
             return Ok(false);
         }
-        let tasks = match self.state.store.read(q, from, MAX_TASKS_PER_FRAME).await {
-            Ok(tasks) => tasks,
+        let read = if from < self.retained[q as usize] {
+            // Below the trim point: the store's answer (Trimmed), not what memory still holds.
+            self.state.store.read_chunks(q, from, READ_TASKS).await.map(|_| Vec::new())
+        } else {
+            self.state.tail.read(&self.state.store, q, from, READ_TASKS).await
+        };
+        let chunks = match read {
+            Ok(chunks) => chunks,
             Err(StoreError::Trimmed { first, .. }) => {
                 tracing::warn!(edge = %self.edge, queue = q, from, first, "resume offset was trimmed; sending Trimmed");
                 self.push(&ControlFrame::Trimmed { queue: q, first_retained: first });
@@ -439,39 +452,92 @@ impl<S: ControlStore> Session<'_, S> {
             }
             Err(e) => return Err(End::Store(e)),
         };
-        let Some(first) = tasks.first().map(|t| t.at.offset) else { return Ok(false) };
-        let mut wire = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            if task.at.offset != first + wire.len() as u64 || !self.flow.fits(task.size_bytes) {
+        let mut group: Vec<Arc<TailChunk>> = Vec::new();
+        for chunk in chunks {
+            if chunk.last < from {
+                continue;
+            }
+            let fits = self.flow.fits(chunk.bytes);
+            if chunk.first < from || (!fits && self.flow.in_flight() == 0) {
+                // Resuming inside a chunk, or a window smaller than the chunk: the part that
+                // starts at `from` and fits, re-encoded for this stream alone (rare: once per
+                // reconnect, or an edge with almost no buffer).
+                self.push_chunks(q, std::mem::take(&mut group));
+                return self.push_part(q, &chunk);
+            }
+            if !fits {
                 break;
             }
-            self.flow.sent(q, task.at.offset, task.size_bytes);
-            wire.push(self.wire_task(task).await);
+            let tasks: u64 = group.iter().map(|c| c.tasks()).sum();
+            if tasks + chunk.tasks() > READ_TASKS as u64 {
+                self.push_chunks(q, std::mem::take(&mut group));
+            }
+            self.flow.sent(q, chunk.last, chunk.bytes);
+            self.next[q as usize] = chunk.last + 1;
+            group.push(chunk);
         }
-        if wire.is_empty() {
+        let sent = !group.is_empty();
+        self.push_chunks(q, group);
+        Ok(sent)
+    }
+
+    /// Queues the tasks of `chunk` from this stream's next offset on, as many as the window
+    /// takes, as a frame of their own; false when none fits.
+    fn push_part(&mut self, q: QueueId, chunk: &TailChunk) -> Result<bool, End> {
+        let bad = |why: String| End::Store(StoreError::Backend(why.into()));
+        let body = &chunk.frame[edgepurge_wire::LEN_PREFIX..];
+        let (_, first, run) =
+            edgepurge_wire::tasks_payload(body).ok_or_else(|| bad("a stored chunk is not a Tasks frame".into()))?;
+        let tasks =
+            edgepurge_wire::decode_tasks(run).map_err(|e| bad(format!("a stored chunk does not decode: {e}")))?;
+        let start = self.next[q as usize].max(first);
+        let mut part = Vec::new();
+        for (offset, task) in (first..).zip(tasks) {
+            if offset < start {
+                continue;
+            }
+            if !self.flow.fits(task.size_bytes) {
+                break;
+            }
+            self.flow.sent(q, offset, task.size_bytes);
+            part.push(task);
+        }
+        if part.is_empty() {
             return Ok(false);
         }
-        self.next[q as usize] = first + wire.len() as u64;
-        self.push(&ControlFrame::Tasks { queue: q, first_offset: first, tasks: wire });
+        self.next[q as usize] = start + part.len() as u64;
+        self.push(&ControlFrame::Tasks { queue: q, first_offset: start, tasks: part });
         Ok(true)
     }
 
-    /// The wire form of a stored task; the tenant is the submitting token's name.
-    async fn wire_task(&mut self, task: QueuedTask) -> WireTask {
-        if !self.tenants.contains_key(&task.batch) {
-            if self.tenants.len() > 10_000 {
-                self.tenants.clear();
-            }
-            // A batch whose record expired (or a failed read) sends an empty tenant: the edge
-            // uses it for logs only.
-            let name = match self.state.store.batch(task.batch).await {
-                Ok(Some(batch)) => batch.token_name,
-                _ => String::new(),
-            };
-            self.tenants.insert(task.batch, name);
+    /// Queues consecutive chunks as one `Tasks` frame: the shared frame itself for one chunk,
+    /// their tasks joined under one count for several small ones (single-URL purges that arrived
+    /// together), so the edge stores them in one write.
+    fn push_chunks(&mut self, q: QueueId, group: Vec<Arc<TailChunk>>) {
+        let (Some(first), tasks, bytes) =
+            (group.first(), group.iter().map(|c| c.tasks()).sum(), group.iter().map(|c| c.bytes).sum())
+        else {
+            return;
+        };
+        if group.len() == 1 {
+            return self.outbox.push_back((first.frame.clone(), "Tasks", tasks, bytes));
         }
-        let tenant = self.tenants[&task.batch].clone();
-        positions::to_wire(task, tenant)
+        let runs: Vec<&[u8]> = group
+            .iter()
+            .filter_map(|c| {
+                edgepurge_wire::tasks_payload(&c.frame[edgepurge_wire::LEN_PREFIX..]).map(|(_, _, run)| run)
+            })
+            .collect();
+        match edgepurge_wire::joined_tasks_frame(q, first.first, &runs) {
+            Ok(frame) => self.outbox.push_back((frame, "Tasks", tasks, bytes)),
+            Err(e) => {
+                // Each chunk's own frame then: never a gap in what the edge receives.
+                tracing::warn!(edge = %self.edge, error = %e, "cannot join chunks into one frame; sending them one by one");
+                for c in group {
+                    self.outbox.push_back((c.frame.clone(), "Tasks", c.tasks(), c.bytes));
+                }
+            }
+        }
     }
 }
 
