@@ -175,6 +175,23 @@ pub struct Chunk {
     pub encoded: Vec<u8>,
 }
 
+impl QueuedTask {
+    /// Its wire form with the submitting token's name as the tenant (task id
+    /// `edgepurge_wire::task_id` of its position): what chunks encode and what positions are
+    /// fingerprinted against.
+    pub fn to_wire(self, tenant: String) -> edgepurge_wire::WireTask {
+        edgepurge_wire::WireTask {
+            id: edgepurge_wire::task_id(self.at.queue, self.at.offset),
+            kind: self.kind.into(),
+            target: self.target,
+            soft: self.soft,
+            size_bytes: self.size_bytes,
+            host: self.host,
+            tenant,
+        }
+    }
+}
+
 /// Work a queue still has to deliver above some offset (S0.3's `n` and `Σa_i`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pending {

@@ -34,6 +34,8 @@ pub struct TailChunk {
     pub bytes: u64,
     /// The complete `Tasks` frame, length prefix included.
     pub frame: Bytes,
+    /// Where the encoded chunk starts in `frame` (after the prefix and the frame's header).
+    chunk_at: usize,
 }
 
 impl TailChunk {
@@ -41,7 +43,13 @@ impl TailChunk {
     pub fn of(chunk: &Chunk) -> Result<Self, StoreError> {
         let frame = edgepurge_wire::tasks_frame(chunk.queue, chunk.first, &chunk.encoded)
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
-        Ok(TailChunk { queue: chunk.queue, first: chunk.first, last: chunk.last, bytes: chunk.bytes, frame })
+        let chunk_at = frame.len() - chunk.encoded.len();
+        Ok(TailChunk { queue: chunk.queue, first: chunk.first, last: chunk.last, bytes: chunk.bytes, frame, chunk_at })
+    }
+
+    /// The encoded tasks (postcard `Vec<WireTask>`), as stored.
+    pub fn encoded(&self) -> &[u8] {
+        &self.frame[self.chunk_at..]
     }
 
     /// How many tasks it holds.
@@ -137,7 +145,9 @@ impl Tail {
     }
 }
 
-async fn read_store<S: QueueStore>(
+/// Chunks of `queue` from `from` read from `store`, as frames, without keeping them in a tail
+/// (what a stream below the tail or below the trim point reads).
+pub async fn read_store<S: QueueStore>(
     store: &S,
     queue: QueueId,
     from: Offset,
@@ -152,7 +162,7 @@ mod tests {
     use super::*;
 
     fn chunk(first: Offset, last: Offset, frame_len: usize) -> Arc<TailChunk> {
-        Arc::new(TailChunk { queue: 0, first, last, bytes: 10, frame: Bytes::from(vec![0; frame_len]) })
+        Arc::new(TailChunk { queue: 0, first, last, bytes: 10, frame: Bytes::from(vec![0; frame_len]), chunk_at: 0 })
     }
 
     #[test]

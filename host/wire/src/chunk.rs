@@ -11,7 +11,7 @@
 
 use bytes::Bytes;
 
-use crate::frame::{Offset, QueueId, WireTask};
+use crate::frame::{check_run, Offset, QueueId, WireTask};
 use crate::{Result, WireError, LEN_PREFIX};
 
 /// `ControlFrame::Tasks`'s variant index (the frame order is fixed forever, see `frame`).
@@ -55,16 +55,10 @@ pub fn chunk_len(chunk: &[u8]) -> Result<u64> {
 /// `queue` whose first task has `first_offset`: what `encode(&ControlFrame::Tasks { .. })` would
 /// write for the decoded tasks, byte for byte, without decoding or re-encoding them.
 pub fn tasks_frame(queue: QueueId, first_offset: Offset, chunk: &[u8]) -> Result<Bytes> {
-    if first_offset == 0 {
-        return Err(WireError::Invalid { frame: "Tasks", reason: "Tasks.first_offset is 0; offsets start at 1" });
-    }
+    check_run(first_offset, chunk_len(chunk)?).map_err(|reason| WireError::Invalid { frame: "Tasks", reason })?;
     let encode_err = |source| WireError::Encode { frame: "Tasks", source };
     let mut buf = Vec::with_capacity(LEN_PREFIX + 16 + chunk.len());
     buf.extend_from_slice(&[0u8; LEN_PREFIX]);
-    let n = chunk_len(chunk)?;
-    if first_offset.checked_add(n.saturating_sub(1)).is_none() {
-        return Err(WireError::Invalid { frame: "Tasks", reason: "Tasks run goes past the largest offset" });
-    }
     let mut buf = postcard::to_extend(&(TASKS_VARIANT, queue, first_offset), buf).map_err(encode_err)?;
     buf.extend_from_slice(chunk);
     let body = buf.len() - LEN_PREFIX;
@@ -79,16 +73,18 @@ pub fn tasks_frame(queue: QueueId, first_offset: Offset, chunk: &[u8]) -> Result
 /// many small chunks in a row (single-URL purges arriving together), so an edge stores them in
 /// one write.
 pub fn joined_tasks_frame(queue: QueueId, first_offset: Offset, chunks: &[&[u8]]) -> Result<Bytes> {
-    let mut count = 0u64;
-    let mut items = Vec::with_capacity(chunks.iter().map(|c| c.len()).sum());
+    let mut parts = Vec::with_capacity(chunks.len());
     for chunk in chunks {
-        let (n, rest) = postcard::take_from_bytes::<u64>(chunk)
-            .map_err(|source| WireError::Malformed { len: chunk.len(), source })?;
-        count += n;
-        items.extend_from_slice(rest);
+        parts.push(
+            postcard::take_from_bytes::<u64>(chunk)
+                .map_err(|source| WireError::Malformed { len: chunk.len(), source })?,
+        );
     }
+    let count: u64 = parts.iter().map(|(n, _)| n).sum();
     let mut joined = postcard::to_stdvec(&count).map_err(|source| WireError::Encode { frame: "Tasks", source })?;
-    joined.extend_from_slice(&items);
+    for (_, items) in parts {
+        joined.extend_from_slice(items);
+    }
     tasks_frame(queue, first_offset, &joined)
 }
 

@@ -311,12 +311,7 @@ impl ControlFrame {
     /// A frame breaking this would corrupt the edge's watermarks, so the decoder refuses it.
     pub fn validate(&self) -> Result<(), &'static str> {
         match self {
-            Self::Tasks { first_offset: 0, .. } => Err("Tasks.first_offset is 0; offsets start at 1"),
-            Self::Tasks { first_offset, tasks, .. }
-                if first_offset.checked_add(tasks.len().saturating_sub(1) as u64).is_none() =>
-            {
-                Err("Tasks run goes past the largest offset")
-            }
+            Self::Tasks { first_offset, tasks, .. } => check_run(*first_offset, tasks.len() as u64),
             Self::Trimmed { first_retained: 0, .. } => Err("Trimmed.first_retained is 0; offsets start at 1"),
             Self::Log { start, .. } if start.iter().any(|&(_, next)| next == 0) => {
                 Err("Log.start has next offset 0; offsets start at 1")
@@ -324,6 +319,18 @@ impl ControlFrame {
             _ => Ok(()),
         }
     }
+}
+
+/// The offset rules of a `Tasks` run of `len` tasks from `first_offset` (shared by
+/// [`ControlFrame::validate`] and the spliced frames of `chunk::tasks_frame`).
+pub(crate) fn check_run(first_offset: Offset, len: u64) -> Result<(), &'static str> {
+    if first_offset == 0 {
+        return Err("Tasks.first_offset is 0; offsets start at 1");
+    }
+    if first_offset.checked_add(len.saturating_sub(1)).is_none() {
+        return Err("Tasks run goes past the largest offset");
+    }
+    Ok(())
 }
 
 impl EdgeFrame {

@@ -218,31 +218,18 @@ pub fn read_chunks(conn: &Connection, queues: u32, queue: u32, from: u64, max_ta
             .unwrap_or_default())
     };
     for task in tasks {
-        let wire = edgepurge_wire::WireTask {
-            id: edgepurge_wire::task_id(queue, task.at.offset),
-            kind: task.kind.into(),
-            target: task.target,
-            soft: task.soft,
-            size_bytes: task.size_bytes,
-            host: task.host,
-            tenant: String::new(),
-        };
+        let (batch, offset) = (task.batch, task.at.offset);
+        let wire = task.to_wire(String::new());
         match chunks.last_mut() {
-            Some((chunk, run)) if chunk.batch == task.batch && chunk.last + 1 == task.at.offset => {
-                chunk.last = task.at.offset;
+            Some((chunk, run)) if chunk.batch == batch && chunk.last + 1 == offset => {
+                chunk.last = offset;
                 chunk.bytes += wire.size_bytes;
                 run.push(edgepurge_wire::WireTask { tenant: run[0].tenant.clone(), ..wire });
             }
             _ => {
-                let chunk = Chunk {
-                    queue,
-                    first: task.at.offset,
-                    last: task.at.offset,
-                    batch: task.batch,
-                    bytes: wire.size_bytes,
-                    encoded: Vec::new(),
-                };
-                let wire = edgepurge_wire::WireTask { tenant: tenant(task.batch)?, ..wire };
+                let chunk =
+                    Chunk { queue, first: offset, last: offset, batch, bytes: wire.size_bytes, encoded: Vec::new() };
+                let wire = edgepurge_wire::WireTask { tenant: tenant(batch)?, ..wire };
                 chunks.push((chunk, vec![wire]));
             }
         }

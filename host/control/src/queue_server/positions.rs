@@ -15,8 +15,8 @@
 //!
 //! An edge of protocol 1.0 sends no `Positions`: its offsets get the end-of-log check only.
 
-use edgepurge_control_store::{ControlStore, EdgeEvent, EdgeEventKind, Error as StoreError, QueueInfo, QueuedTask};
-use edgepurge_wire::{fingerprint, Offset, QueueId, WireTask};
+use edgepurge_control_store::{ControlStore, EdgeEvent, EdgeEventKind, Error as StoreError, QueueInfo};
+use edgepurge_wire::{fingerprint, Offset, QueueId};
 
 use crate::state::QueueState;
 
@@ -38,19 +38,6 @@ pub struct Checked {
     pub next: Vec<Offset>,
     /// `Some((reason label, message))` when the positions were refused.
     pub reset: Option<(&'static str, String)>,
-}
-
-/// The wire form of a stored task, with the tenant the caller resolved.
-pub fn to_wire(task: QueuedTask, tenant: String) -> WireTask {
-    WireTask {
-        id: edgepurge_wire::task_id(task.at.queue, task.at.offset),
-        kind: task.kind.into(),
-        target: task.target,
-        soft: task.soft,
-        size_bytes: task.size_bytes,
-        host: task.host,
-        tenant,
-    }
 }
 
 /// Checks `claimed` against the log; see the module documentation.
@@ -97,7 +84,7 @@ pub async fn check<S: ControlStore>(
             Ok(_) | Err(StoreError::Trimmed { .. }) => continue,
             Err(e) => return Err(e),
         };
-        if fingerprint(&to_wire(task, String::new())) != print {
+        if fingerprint(&task.to_wire(String::new())) != print {
             return Ok(restart(
                 "other_task",
                 format!(

@@ -437,7 +437,7 @@ impl<S: ControlStore> Session<'_, S> {
         }
         let read = if from < self.retained[q as usize] {
             // Below the trim point: the store's answer (Trimmed), not what memory still holds.
-            self.state.store.read_chunks(q, from, READ_TASKS).await.map(|_| Vec::new())
+            crate::tail::read_store(&self.state.store, q, from, READ_TASKS).await
         } else {
             self.state.tail.read(&self.state.store, q, from, READ_TASKS).await
         };
@@ -484,12 +484,12 @@ impl<S: ControlStore> Session<'_, S> {
     /// Queues the tasks of `chunk` from this stream's next offset on, as many as the window
     /// takes, as a frame of their own; false when none fits.
     fn push_part(&mut self, q: QueueId, chunk: &TailChunk) -> Result<bool, End> {
-        let bad = |why: String| End::Store(StoreError::Backend(why.into()));
-        let body = &chunk.frame[edgepurge_wire::LEN_PREFIX..];
-        let (_, first, run) =
-            edgepurge_wire::tasks_payload(body).ok_or_else(|| bad("a stored chunk is not a Tasks frame".into()))?;
-        let tasks =
-            edgepurge_wire::decode_tasks(run).map_err(|e| bad(format!("a stored chunk does not decode: {e}")))?;
+        let tasks = edgepurge_wire::decode_tasks(chunk.encoded()).map_err(|e| {
+            End::Store(StoreError::Backend(
+                format!("chunk {}..={} of queue {q} in the store does not decode: {e}", chunk.first, chunk.last).into(),
+            ))
+        })?;
+        let first = chunk.first;
         let start = self.next[q as usize].max(first);
         let mut part = Vec::new();
         for (offset, task) in (first..).zip(tasks) {
@@ -522,12 +522,7 @@ impl<S: ControlStore> Session<'_, S> {
         if group.len() == 1 {
             return self.outbox.push_back((first.frame.clone(), "Tasks", tasks, bytes));
         }
-        let runs: Vec<&[u8]> = group
-            .iter()
-            .filter_map(|c| {
-                edgepurge_wire::tasks_payload(&c.frame[edgepurge_wire::LEN_PREFIX..]).map(|(_, _, run)| run)
-            })
-            .collect();
+        let runs: Vec<&[u8]> = group.iter().map(|c| c.encoded()).collect();
         match edgepurge_wire::joined_tasks_frame(q, first.first, &runs) {
             Ok(frame) => self.outbox.push_back((frame, "Tasks", tasks, bytes)),
             Err(e) => {
