@@ -1,6 +1,7 @@
 //! The durable receive buffer: `state-dir/receive-buffer.sqlite` (WAL, `synchronous=FULL`).
 //!
-//! Tasks a control node sent are written here before the edge acknowledges them as received, and
+//! Tasks a control node sent are written here before the edge acknowledges them as received, one
+//! row per received `Tasks` frame holding its chunk as control encoded it (see `chunks`), and
 //! deleted once applied, so a crash or restart loses nothing that control already considers
 //! delivered. Per (node, queue) it keeps the `received` watermark (the highest offset with
 //! everything at or below held or applied) and the `applied` watermark; `resume` on reconnect is
@@ -19,6 +20,7 @@
 //! single row that does not decode is not damage: [`ReceiveBuffer::pending`] returns it as
 //! [`Pending::Unreadable`] beside the good rows.
 
+mod chunks;
 mod damage;
 mod positions;
 mod shared;
@@ -26,11 +28,10 @@ mod shared;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use damage::Pending;
+pub use chunks::{Pending, PendingChunk};
 use damage::{check_tables, damage_of, file_id, keep_files, sqlite_hint, Check};
-use edgepurge_wire::{Offset, QueueId, TaskFailure, WireTask};
+use edgepurge_wire::{encode_tasks, Offset, QueueId, TaskFailure, WireTask};
 pub use positions::Positions;
-use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 pub use shared::SharedBuffer;
@@ -156,11 +157,6 @@ fn sql(offset: Offset) -> Result<i64> {
 }
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS tasks (
-    node TEXT NOT NULL, queue INTEGER NOT NULL, offset INTEGER NOT NULL,
-    size INTEGER NOT NULL, task TEXT NOT NULL,
-    PRIMARY KEY (node, queue, offset)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS watermarks (
     node TEXT NOT NULL, queue INTEGER NOT NULL,
     received INTEGER NOT NULL, applied INTEGER NOT NULL,
@@ -224,18 +220,20 @@ impl ReceiveBuffer {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(chunks::SCHEMA)?;
+        chunks::migrate_task_rows(conn)?;
         // The check, cheap for a large buffer: `PRAGMA quick_check` of the whole file verifies
         // every page of every b-tree, O(file size) on top of reading it, at every start. Instead
         // the small tables are verified (`quick_check(table)`: every page, cell and NOT NULL
-        // column of that table and its indexes), and the tasks table, the only large one, is
+        // column of that table and its indexes), and the chunks table, the only large one, is
         // walked once by the SUM(size) the open needs anyway: that visits every page of its
         // b-tree and decodes every row's header, so a garbage page there fails the open too.
-        // Damage inside one task's text shows when the row is read (`Pending::Unreadable`,
-        // answered by purging its host).
+        // Damage inside one chunk's bytes shows when the row is read (`Pending::Unreadable`,
+        // answered by purging its hosts).
         if let Some(problem) = check_tables(conn)? {
             return Err(Check::Problem(problem));
         }
-        let used: i64 = conn.query_row("SELECT COALESCE(SUM(size), 0) FROM tasks", [], |r| r.get(0))?;
+        let used: i64 = conn.query_row("SELECT COALESCE(SUM(size), 0) FROM chunks", [], |r| r.get(0))?;
         Ok(used.max(0) as u64)
     }
 
@@ -326,9 +324,25 @@ impl ReceiveBuffer {
         Ok(marks.unwrap_or((0, 0)))
     }
 
-    /// Writes a `Tasks` run in one transaction: offsets at or below the received watermark are
-    /// duplicates and ignored; the rest must continue the watermark without a gap.
+    /// Writes a `Tasks` run in one transaction (see [`ReceiveBuffer::store_chunk`]), encoding it
+    /// first: for callers holding decoded tasks only.
     pub fn store(&mut self, node: &str, queue: QueueId, first_offset: Offset, tasks: &[WireTask]) -> Result<Stored> {
+        let chunk = encode_tasks(tasks).map_err(|e| BufferError::Task(e.to_string()))?;
+        self.store_chunk(node, queue, first_offset, &chunk, tasks)
+    }
+
+    /// Writes a received `Tasks` frame as one row in one transaction: `chunk` is its tasks as
+    /// received (postcard `Vec<WireTask>`), `tasks` the same decoded. Offsets at or below the
+    /// received watermark are duplicates (the row is stored whole, its older part skipped when
+    /// read); the rest must continue the watermark without a gap.
+    pub fn store_chunk(
+        &mut self,
+        node: &str,
+        queue: QueueId,
+        first_offset: Offset,
+        chunk: &[u8],
+        tasks: &[WireTask],
+    ) -> Result<Stored> {
         let (received, applied) = self.marks(node, queue)?;
         if tasks.is_empty() {
             return Ok(Stored { inserted: 0, duplicates: 0, received });
@@ -342,64 +356,56 @@ impl ReceiveBuffer {
             return Ok(Stored { inserted: 0, duplicates: skip, received });
         }
         let last = received + fresh.len() as u64;
+        let size: u64 = fresh.iter().map(|t| t.size_bytes).sum();
         let tx = self.conn.transaction()?;
-        let mut added = 0u64;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO tasks (node, queue, offset, size, task) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for (i, task) in fresh.iter().enumerate() {
-                let json = serde_json::to_string(task).expect("a WireTask serialises");
-                let size = sql(task.size_bytes)?;
-                if insert.execute(params![node, queue, sql(received + 1 + i as u64)?, size, json])? == 1 {
-                    added += task.size_bytes;
-                }
-            }
-            tx.execute(
-                "INSERT INTO watermarks (node, queue, received, applied) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (node, queue) DO UPDATE SET received = ?3",
-                params![node, queue, sql(last)?, sql(applied)?],
-            )?;
-            let print = fresh.last().map(edgepurge_wire::fingerprint).unwrap_or_default();
-            positions::set_print(&tx, node, queue, last, print)?;
-        }
+        tx.prepare_cached(
+            "INSERT INTO chunks (node, queue, from_offset, first, last, size, hosts, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            node,
+            queue,
+            sql(received + 1)?,
+            sql(first_offset)?,
+            sql(last)?,
+            sql(size)?,
+            chunks::hosts_of(fresh),
+            chunk
+        ])?;
+        tx.prepare_cached(
+            "INSERT INTO watermarks (node, queue, received, applied) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (node, queue) DO UPDATE SET received = ?3",
+        )?
+        .execute(params![node, queue, sql(last)?, sql(applied)?])?;
+        let print = fresh.last().map(edgepurge_wire::fingerprint).unwrap_or_default();
+        positions::set_print(&tx, node, queue, last, print)?;
         tx.commit()?;
-        self.used += added;
+        self.used += size;
         Ok(Stored { inserted: fresh.len() as u64, duplicates: skip, received: last })
     }
 
-    /// Up to `limit` rows of (`node`, `queue`) not yet applied, in offset order: tasks, and as
-    /// [`Pending::Unreadable`] those whose task does not decode (the others still come back).
-    pub fn pending(&self, node: &str, queue: QueueId, limit: usize) -> Result<Vec<(Offset, Pending)>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT offset, task FROM tasks WHERE node = ?1 AND queue = ?2 ORDER BY offset LIMIT ?3")?;
-        let rows = stmt.query_map(params![node, queue, limit as i64], |r| {
-            // Any column type: a damaged row may hold a blob, a number or invalid UTF-8.
-            let text = match r.get_ref(1)? {
-                ValueRef::Text(t) | ValueRef::Blob(t) => Ok(t.to_vec()),
-                other => Err(other.data_type()),
-            };
-            Ok((r.get::<_, i64>(0)? as u64, text))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (offset, text) = row?;
-            let item = match text {
-                Ok(text) => match serde_json::from_slice::<WireTask>(&text) {
-                    Ok(task) => Pending::Task(task),
-                    Err(e) => Pending::unreadable(node, queue, offset, Some(&text), e.to_string()),
-                },
-                Err(kind) => Pending::unreadable(node, queue, offset, None, format!("it holds {kind}, not JSON")),
-            };
-            out.push((offset, item));
+    /// The rows of (`node`, `queue`) not yet applied, in offset order, whole rows until they
+    /// cover at least `limit` offsets: their tasks, or [`Pending::Unreadable`] for a row whose
+    /// bytes do not decode (the others still come back).
+    pub fn pending(&self, node: &str, queue: QueueId, limit: usize) -> Result<Vec<PendingChunk>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {} FROM chunks WHERE node = ?1 AND queue = ?2 ORDER BY from_offset",
+            chunks::COLUMNS
+        ))?;
+        let mut rows = stmt.query(params![node, queue])?;
+        let (mut out, mut count) = (Vec::new(), 0u64);
+        while count < limit as u64 {
+            let Some(row) = rows.next()? else { break };
+            let chunk = chunks::read_row(row, node, queue)?;
+            count += chunk.len();
+            out.push(chunk);
         }
         Ok(out)
     }
 
     /// Every (node, queue) holding tasks not yet applied (to resume applying after a restart).
     pub fn pending_queues(&self) -> Result<Vec<(String, QueueId)>> {
-        let mut stmt = self.conn.prepare("SELECT DISTINCT node, queue FROM tasks ORDER BY node, queue")?;
+        let mut stmt = self.conn.prepare("SELECT DISTINCT node, queue FROM chunks ORDER BY node, queue")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -417,14 +423,15 @@ impl ReceiveBuffer {
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
         let freed: i64 = tx.query_row(
-            "SELECT COALESCE(SUM(size), 0) FROM tasks WHERE node = ?1 AND queue = ?2 AND offset <= ?3",
+            "SELECT COALESCE(SUM(size), 0) FROM chunks WHERE node = ?1 AND queue = ?2 AND last <= ?3",
             params![node, queue, sql(through)?],
             |r| r.get(0),
         )?;
         tx.execute(
-            "DELETE FROM tasks WHERE node = ?1 AND queue = ?2 AND offset <= ?3",
+            "DELETE FROM chunks WHERE node = ?1 AND queue = ?2 AND last <= ?3",
             params![node, queue, sql(through)?],
         )?;
+        let freed = freed.max(0) as u64 + chunks::apply_part(&tx, node, queue, through)?;
         // Never above `received`: an applier finishing a round of tasks that a reset dropped must
         // not lift the watermark back into the old log's offsets.
         tx.execute(
@@ -445,7 +452,7 @@ impl ReceiveBuffer {
             )?;
         }
         tx.commit()?;
-        self.used = self.used.saturating_sub(freed.max(0) as u64);
+        self.used = self.used.saturating_sub(freed);
         Ok(())
     }
 
@@ -469,11 +476,11 @@ impl ReceiveBuffer {
         let mark = first_retained.saturating_sub(1);
         let tx = self.conn.transaction()?;
         let freed: i64 = tx.query_row(
-            "SELECT COALESCE(SUM(size), 0) FROM tasks WHERE node = ?1 AND queue = ?2",
+            "SELECT COALESCE(SUM(size), 0) FROM chunks WHERE node = ?1 AND queue = ?2",
             params![node, queue],
             |r| r.get(0),
         )?;
-        tx.execute("DELETE FROM tasks WHERE node = ?1 AND queue = ?2", params![node, queue])?;
+        tx.execute("DELETE FROM chunks WHERE node = ?1 AND queue = ?2", params![node, queue])?;
         tx.execute(
             "INSERT INTO watermarks (node, queue, received, applied) VALUES (?1, ?2, ?3, ?3)
              ON CONFLICT (node, queue) DO UPDATE SET received = MAX(received, ?3), applied = MAX(applied, ?3)",

@@ -21,12 +21,12 @@ fn tasks(ids: std::ops::RangeInclusive<u64>) -> Vec<WireTask> {
     ids.map(|id| task(id, 100)).collect()
 }
 
-/// The (offset, task id) of the pending rows (`None` for an unreadable one).
-fn ids(rows: &[(Offset, Pending)]) -> Vec<(Offset, Option<u64>)> {
+/// The (offset, task id) of the pending rows' tasks (`None` for those of an unreadable row).
+fn ids(rows: &[PendingChunk]) -> Vec<(Offset, Option<u64>)> {
     rows.iter()
-        .map(|(offset, row)| match row {
-            Pending::Task(task) => (*offset, Some(task.id)),
-            Pending::Unreadable { .. } => (*offset, None),
+        .flat_map(|row| match &row.tasks {
+            Pending::Tasks(tasks) => (row.from..).zip(tasks.iter().map(|t| Some(t.id))).collect::<Vec<_>>(),
+            Pending::Unreadable { .. } => (row.from..=row.last).map(|offset| (offset, None)).collect(),
         })
         .collect()
 }
@@ -67,7 +67,7 @@ fn duplicates_are_ignored_and_gaps_refused() {
     buf.mark_applied("c1", 0, 3, &[], 1).unwrap();
     let stored = buf.store("c1", 0, 1, &tasks(1..=3)).unwrap();
     assert_eq!(stored.duplicates, 3);
-    assert_eq!(buf.pending("c1", 0, 10).unwrap().len(), 2);
+    assert_eq!(ids(&buf.pending("c1", 0, 10).unwrap()), vec![(4, Some(4)), (5, Some(5))]);
     let err = buf.store("c1", 0, 7, &tasks(7..=7)).unwrap_err();
     assert!(matches!(err, BufferError::Gap { received: 5, first: 7, .. }), "{err}");
     assert!(err.to_string().contains("resume from 6"), "{err}");
@@ -141,13 +141,13 @@ fn failure_reports_are_stored_with_the_watermark_and_survive_reopening() {
     assert_eq!(kept, vec![4]);
 }
 
-/// A buffer in `dir` holding enough tasks to span many pages, closed; returns its file.
+/// A buffer in `dir` holding enough rows to span many pages, closed; returns its file.
 fn written_buffer(dir: &Path) -> PathBuf {
     let mut buf = ReceiveBuffer::open(dir, 1 << 30).unwrap();
-    let big: Vec<WireTask> = (1..=500)
-        .map(|id| WireTask { target: format!("http://a.test/{id}/{}", "x".repeat(300)), ..task(id, 100) })
-        .collect();
-    buf.store("c1", 0, 1, &big).unwrap();
+    for id in 1..=500 {
+        let big = WireTask { target: format!("http://a.test/{id}/{}", "x".repeat(300)), ..task(id, 100) };
+        buf.store("c1", 0, id, &[big]).unwrap();
+    }
     buf.set_node_key("https://x:1", "c1").unwrap();
     buf.record_event(1, "c1", "an event").unwrap();
     drop(buf);
@@ -198,9 +198,9 @@ fn damaged_files_are_refused_as_damage() {
         assert_damaged(dir.path(), "is damaged");
     }
 
-    // One garbage page in a small table (the watermarks, as in the report), in the tasks
+    // One garbage page in a small table (the watermarks, as in the report), in the chunks
     // table, and in the schema page.
-    for table in ["watermarks", "nodes", "events", "tasks", "sqlite_master"] {
+    for table in ["watermarks", "nodes", "events", "chunks", "sqlite_master"] {
         let dir = tempfile::TempDir::new().unwrap();
         let file = written_buffer(dir.path());
         let page = if table == "sqlite_master" { 1 } else { root_page(&file, table) };
@@ -260,32 +260,112 @@ fn a_file_deleted_or_replaced_under_the_open_buffer_is_damage() {
 }
 
 #[test]
+fn a_received_frame_is_one_row_holding_its_chunk_as_sent() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut buf = ReceiveBuffer::open(dir.path(), 1 << 20).unwrap();
+    let run = tasks(1..=1000);
+    let chunk = edgepurge_wire::encode_tasks(&run).unwrap();
+    buf.store_chunk("c1", 0, 1, &chunk, &run).unwrap();
+    let rows: Vec<(i64, i64, Vec<u8>)> = buf
+        .conn
+        .prepare("SELECT first, last, body FROM chunks")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows, vec![(1, 1000, chunk)]);
+    // Read back whole: a limit below the row's length still returns the row.
+    let pending = buf.pending("c1", 0, 10).unwrap();
+    assert_eq!((pending.len(), pending[0].from, pending[0].last), (1, 1, 1000));
+    assert_eq!(pending[0].tasks, Pending::Tasks(run));
+}
+
+#[test]
+fn a_resent_frame_overlapping_what_is_held_is_read_from_its_new_part() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut buf = ReceiveBuffer::open(dir.path(), 1 << 20).unwrap();
+    buf.store("c1", 0, 1, &tasks(1..=3)).unwrap();
+    buf.store("c1", 0, 2, &tasks(2..=6)).unwrap();
+    assert_eq!(buf.used(), 600);
+    let pending = buf.pending("c1", 0, 100).unwrap();
+    assert_eq!(ids(&pending), (1..=6).map(|i| (i, Some(i))).collect::<Vec<_>>());
+    // Applied in part (through 4, inside the second row): the rest is read from 5 on.
+    buf.mark_applied("c1", 0, 4, &[], 1).unwrap();
+    assert_eq!(buf.used(), 200);
+    assert_eq!(ids(&buf.pending("c1", 0, 100).unwrap()), vec![(5, Some(5)), (6, Some(6))]);
+    drop(buf);
+    assert_eq!(ReceiveBuffer::open(dir.path(), 1 << 20).unwrap().used(), 200);
+}
+
+#[test]
 fn garbled_rows_come_back_as_unreadable_beside_the_good_ones() {
     let dir = tempfile::TempDir::new().unwrap();
     let mut buf = ReceiveBuffer::open(dir.path(), 10_000).unwrap();
-    buf.store("c1", 0, 1, &tasks(1..=5)).unwrap();
-    let garble = |offset: i64, value: rusqlite::types::Value| {
-        buf.conn.execute("UPDATE tasks SET task = ?1 WHERE offset = ?2", params![value, offset]).unwrap();
+    buf.store("c1", 0, 1, &tasks(1..=2)).unwrap();
+    let on_b = WireTask { host: "B.test".into(), ..task(3, 100) };
+    buf.store("c1", 0, 3, &[on_b]).unwrap();
+    buf.store("c1", 0, 4, &[WireTask { host: String::new(), ..task(4, 100) }]).unwrap();
+    buf.store("c1", 0, 5, &tasks(5..=6)).unwrap();
+    buf.store("c1", 0, 7, &tasks(7..=7)).unwrap();
+    let garble = |from: i64, value: rusqlite::types::Value| {
+        buf.conn.execute("UPDATE chunks SET body = ?1 WHERE from_offset = ?2", params![value, from]).unwrap();
     };
-    // Still JSON, naming its host; not JSON; bytes that are not even UTF-8.
-    garble(2, r#"{"id":2,"kind":"Bogus","host":"B.test"}"#.to_owned().into());
-    garble(3, "not json at all".to_owned().into());
-    garble(4, vec![0xff, 0x00, 0xfe].into());
-    let rows = buf.pending("c1", 0, 10).unwrap();
-    assert_eq!(ids(&rows), vec![(1, Some(1)), (2, None), (3, None), (4, None), (5, Some(5))]);
-    let unreadable = |i: usize| match &rows[i].1 {
-        Pending::Unreadable { reason, host } => (reason.clone(), host.clone()),
+    // Bytes that are not a chunk; text; a chunk of one task where the row says two.
+    garble(3, vec![0xff, 0x00, 0xfe].into());
+    garble(4, "not a chunk at all".to_owned().into());
+    garble(5, edgepurge_wire::encode_tasks(&tasks(5..=5)).unwrap().into());
+    let rows = buf.pending("c1", 0, 100).unwrap();
+    let expected = [(1, Some(1)), (2, Some(2)), (3, None), (4, None), (5, None), (6, None), (7, Some(7))];
+    assert_eq!(ids(&rows), expected);
+    let unreadable = |i: usize| match &rows[i].tasks {
+        Pending::Unreadable { reason, hosts } => (reason.clone(), hosts.clone()),
         other => panic!("row {i} came back as {other:?}"),
     };
-    let (reason, host) = unreadable(1);
-    assert!(reason.contains("task 0/2 of node c1") && reason.contains("unknown variant"), "{reason}");
-    assert_eq!(host.as_deref(), Some("B.test"));
+    let (reason, hosts) = unreadable(1);
+    assert!(reason.contains("tasks 0/3..=3 of node c1") && reason.contains("unreadable"), "{reason}");
+    assert_eq!(hosts, Some(vec!["B.test".to_owned()]));
+    // A row holding a task that names no host: only purging everything is safe.
     assert_eq!(unreadable(2).1, None);
-    assert_eq!(unreadable(3).1, None);
+    let (reason, hosts) = unreadable(3);
+    assert!(reason.contains("holds 1 tasks for offsets 5..=6"), "{reason}");
+    assert_eq!(hosts, Some(vec!["a.test".to_owned()]));
     // Skipped like any applied row: the watermark passes them.
-    buf.mark_applied("c1", 0, 5, &[], 1).unwrap();
+    buf.mark_applied("c1", 0, 7, &[], 1).unwrap();
     assert!(buf.pending("c1", 0, 10).unwrap().is_empty());
-    assert_eq!(buf.watermarks("c1").unwrap()[0].applied, 5);
+    assert_eq!(buf.watermarks("c1").unwrap()[0].applied, 7);
+}
+
+#[test]
+fn a_buffer_of_per_task_rows_is_converted_to_chunks_at_open() {
+    let dir = tempfile::TempDir::new().unwrap();
+    {
+        // What an edge of before chunks left: one JSON row per task, one of them garbled.
+        let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE tasks (node TEXT NOT NULL, queue INTEGER NOT NULL, offset INTEGER NOT NULL,
+             size INTEGER NOT NULL, task TEXT NOT NULL, PRIMARY KEY (node, queue, offset)) WITHOUT ROWID;",
+        )
+        .unwrap();
+        let row = |queue: u16, offset: i64, text: String| {
+            conn.execute("INSERT INTO tasks VALUES ('c1', ?1, ?2, 100, ?3)", params![queue, offset, text]).unwrap();
+        };
+        for id in [4, 5, 7] {
+            row(0, id as i64, serde_json::to_string(&task(id, 100)).unwrap());
+        }
+        row(0, 6, r#"{"id":6,"kind":"Bogus","host":"b.test"}"#.into());
+        row(1, 9, serde_json::to_string(&task(9, 100)).unwrap());
+    }
+    let buf = ReceiveBuffer::open(dir.path(), 10_000).unwrap();
+    assert_eq!(buf.used(), 400);
+    let rows = buf.pending("c1", 0, 100).unwrap();
+    assert_eq!(ids(&rows), vec![(4, Some(4)), (5, Some(5)), (6, None), (7, Some(7))]);
+    assert_eq!(rows.len(), 3, "a run, the unreadable row, a run");
+    assert!(matches!(&rows[1].tasks, Pending::Unreadable { hosts: Some(h), .. } if h == &["b.test"]));
+    assert_eq!(ids(&buf.pending("c1", 1, 100).unwrap()), vec![(9, Some(9))]);
+    let old: Option<String> =
+        buf.conn.query_row("SELECT name FROM sqlite_master WHERE name = 'tasks'", [], |r| r.get(0)).optional().unwrap();
+    assert_eq!(old, None, "the old table is gone");
 }
 
 #[tokio::test]

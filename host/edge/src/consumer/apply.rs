@@ -26,10 +26,9 @@ use crate::operations::{apply_task, TaskError};
 use crate::receive_buffer::{BufferError, Pending};
 use crate::state::Shared;
 
-/// Tasks taken from the buffer per round: one durable watermark write and one Ack cover them all
-/// (a Tasks frame holds up to 1,000; with 200 per round, a million-URL batch to 4 edges took
-/// 178 s instead of 110 s on the 2-core dev machine). After a crash, at most one round is applied
-/// again, which purges make harmless.
+/// Offsets taken from the buffer per round, in whole rows (a row is one received Tasks frame,
+/// up to 1,000 tasks): one durable watermark write and one Ack cover them all. After a crash, at
+/// most one round is applied again, which purges make harmless.
 const BATCH: usize = 1000;
 /// Back-off between attempts after a buffer error.
 const RETRY_MIN: Duration = Duration::from_millis(200);
@@ -67,20 +66,27 @@ async fn worker(inner: Arc<Inner>, key: String, queue: QueueId, notify: Arc<Noti
                 continue;
             }
         };
-        let Some(&(last, _)) = batch.last() else {
+        let Some(last) = batch.last().map(|chunk| chunk.last) else {
             let mut stop = inner.stop.clone();
             tokio::select! { _ = notify.notified() => {}, _ = stop.changed() => {} }
             continue;
         };
         let mut failures = Vec::new();
-        for (offset, row) in batch {
-            let outcome = match row {
-                Pending::Task(task) => apply_one(&inner.shared, Task::from(task)).await,
-                Pending::Unreadable { reason, host } => Err(unreadable(&inner, &key, queue, offset, reason, host)),
-            };
-            if let Err(reason) = outcome {
-                tracing::warn!(node = %key, queue, offset, %reason, "task from control failed (counted as applied)");
-                failures.push(TaskFailure { queue, offset, reason });
+        for chunk in batch {
+            match chunk.tasks {
+                Pending::Tasks(tasks) => {
+                    for (offset, task) in (chunk.from..).zip(tasks) {
+                        if let Err(reason) = apply_one(&inner.shared, Task::from(task)).await {
+                            tracing::warn!(node = %key, queue, offset, %reason, "task from control failed (counted as applied)");
+                            failures.push(TaskFailure { queue, offset, reason });
+                        }
+                    }
+                }
+                Pending::Unreadable { reason, hosts } => {
+                    let reason = unreadable(&inner, &key, queue, chunk.from..=chunk.last, reason, hosts);
+                    let each = |offset| TaskFailure { queue, offset, reason: reason.clone() };
+                    failures.extend((chunk.from..=chunk.last).map(each));
+                }
             }
         }
         let metrics = inner.metrics();
@@ -135,29 +141,38 @@ async fn retry_later(
     }
 }
 
-/// Answers a row whose task does not decode: purges its host (hard: whether it was soft is
-/// unknown), or everything when the row names no usable host, counts it, and returns the
-/// failure reason to report to control.
+/// Answers a chunk row whose tasks do not decode: purges the hosts they named (hard: whether
+/// they were soft is unknown), or everything when the row names no usable host, counts its
+/// tasks, and returns the failure reason to report for each of them.
 fn unreadable(
     inner: &Inner,
     key: &str,
     queue: QueueId,
-    offset: Offset,
+    offsets: std::ops::RangeInclusive<Offset>,
     reason: String,
-    host: Option<String>,
+    hosts: Option<Vec<String>>,
 ) -> String {
     let metrics = inner.metrics();
-    ControlMetrics::add(&metrics.tasks_applied, 1);
-    ControlMetrics::add(&metrics.unreadable_tasks, 1);
-    let (scope, instead) = match host.as_deref().map(edgepurge_url::normalize_host) {
-        Some(Ok(host)) => (Scope::Host(host.clone()), format!("purged host {host} (hard) instead")),
-        Some(Err(_)) | None => {
-            (Scope::Everything, "purged everything (hard) instead: the row names no usable host".into())
+    let count = offsets.end() + 1 - offsets.start();
+    ControlMetrics::add(&metrics.tasks_applied, count);
+    ControlMetrics::add(&metrics.unreadable_tasks, count);
+    let normalized: Option<Vec<String>> =
+        hosts.and_then(|hosts| hosts.iter().map(|h| edgepurge_url::normalize_host(h).ok()).collect());
+    let instead = match normalized {
+        Some(hosts) => {
+            for host in &hosts {
+                inner.shared.store.purge(&Scope::Host(host.clone()), PurgeMode::Hard);
+            }
+            let noun = if hosts.len() == 1 { "host" } else { "hosts" };
+            format!("purged {noun} {} (hard) instead", hosts.join(", "))
+        }
+        None => {
+            inner.shared.store.purge(&Scope::Everything, PurgeMode::Hard);
+            "purged everything (hard) instead: the row names no usable host".into()
         }
     };
-    inner.shared.store.purge(&scope, PurgeMode::Hard);
     let reason = format!("{reason}; {instead}");
-    tracing::error!(node = %key, queue, offset, %reason, "skipping an unreadable task from control");
+    tracing::error!(node = %key, queue, offsets = ?offsets, %reason, "skipping unreadable tasks from control");
     reason
 }
 

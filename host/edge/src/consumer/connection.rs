@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use edgepurge_tls::rustls::pki_types::ServerName;
-use edgepurge_wire::{encode, ControlFrame, Decoder, EdgeFrame, PROTOCOL_VERSION};
+use edgepurge_wire::{encode, tasks_payload, ControlFrame, Decoder, EdgeFrame, PROTOCOL_VERSION};
 use futures_util::Stream;
 use http::{header, Request, StatusCode};
 use http_body_util::{BodyExt, Limited, StreamBody};
@@ -243,7 +243,7 @@ async fn session(inner: &Arc<Inner>, node: &ControlNode, index: usize, hello: &m
             continue;
         }
         loop {
-            let frame = match decoder.next_frame() {
+            let (frame, body) = match decoder.next_frame_and_body() {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) => return End::Failed(format!("bad frame from control: {e}")),
@@ -301,7 +301,7 @@ async fn session(inner: &Arc<Inner>, node: &ControlNode, index: usize, hello: &m
                 link = Some(start_acks(inner, &key));
                 continue;
             }
-            if let Err(e) = handle(inner, &key, &control_id, frame, &mut sender, link.as_deref()).await {
+            if let Err(e) = handle(inner, &key, &control_id, frame, body, &mut sender, link.as_deref()).await {
                 return e;
             }
         }
@@ -356,12 +356,13 @@ async fn adopt(
     Ok(outcome.0)
 }
 
-/// Handles one frame after the Hello.
+/// Handles one frame after the Hello (`body` as received, whose chunk a `Tasks` frame stores).
 async fn handle(
     inner: &Arc<Inner>,
     key: &str,
     control_id: &str,
     frame: ControlFrame,
+    body: Bytes,
     sender: &mut Sender,
     link: Option<&Link>,
 ) -> Result<(), End> {
@@ -371,7 +372,15 @@ async fn handle(
         ControlFrame::Heartbeat { .. } => return Ok(()),
         ControlFrame::Tasks { queue, first_offset, tasks } => {
             let k = key.to_owned();
-            let stored = inner.buffer.call(move |b| b.store(&k, queue, first_offset, &tasks)).await?;
+            // The chunk as control encoded it: the body's tail (it decoded as this frame).
+            let chunk = tasks_payload(&body).map(|(_, _, chunk)| body.slice_ref(chunk));
+            let stored = inner
+                .buffer
+                .call(move |b| match chunk {
+                    Some(chunk) => b.store_chunk(&k, queue, first_offset, &chunk, &tasks),
+                    None => b.store(&k, queue, first_offset, &tasks),
+                })
+                .await?;
             let metrics = inner.metrics();
             ControlMetrics::add(&metrics.tasks_received, stored.inserted);
             ControlMetrics::add(&metrics.duplicates, stored.duplicates);

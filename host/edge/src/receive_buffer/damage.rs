@@ -1,12 +1,11 @@
 //! What a damaged receive buffer looks like: which SQLite errors mean the file is damaged
 //! ([`BufferError::damage`]) and what to check for the others, the file identity that notices a
 //! deletion or replacement under the running edge, the check of the small tables at open, the
-//! close that leaves a damaged file and its log as they are, and
-//! [`Pending::Unreadable`], the row whose task does not decode.
+//! close that leaves a damaged file and its log as they are (a single row that does not decode
+//! is not damage of the file: see `chunks`).
 
 use std::path::Path;
 
-use edgepurge_wire::{Offset, QueueId, WireTask};
 use rusqlite::{Connection, ErrorCode};
 
 use super::{BufferError, CHECKED_TABLES};
@@ -65,33 +64,6 @@ pub(super) fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
 #[cfg(not(unix))]
 pub(super) fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
     std::fs::metadata(path).map(|_| (0, 0))
-}
-
-/// One row of [`ReceiveBuffer::pending`](super::ReceiveBuffer::pending).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pending {
-    /// A task to apply.
-    Task(WireTask),
-    /// A row whose task does not decode (damaged or edited): it cannot be applied as sent.
-    Unreadable {
-        /// Why, naming the row.
-        reason: String,
-        /// The task's host, when the damaged text still names one.
-        host: Option<String>,
-    },
-}
-
-impl Pending {
-    /// The row's text that did not decode as a task.
-    pub(super) fn unreadable(node: &str, queue: QueueId, offset: Offset, text: Option<&[u8]>, why: String) -> Pending {
-        // The host of a task that is still JSON (a field is missing or has the wrong type).
-        let host = text
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&String::from_utf8_lossy(t)).ok())
-            .and_then(|v| v.get("host")?.as_str().map(str::to_owned))
-            .filter(|h| !h.is_empty());
-        let reason = format!("task {queue}/{offset} of node {node} is unreadable in the receive buffer: {why}");
-        Pending::Unreadable { reason, host }
-    }
 }
 
 /// Verifies [`CHECKED_TABLES`]: `Some(problem)` when `quick_check` finds one.

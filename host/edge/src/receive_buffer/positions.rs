@@ -83,8 +83,8 @@ impl ReceiveBuffer {
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
         let freed: i64 =
-            tx.query_row("SELECT COALESCE(SUM(size), 0) FROM tasks WHERE node = ?1", [node], |r| r.get(0))?;
-        tx.execute("DELETE FROM tasks WHERE node = ?1", [node])?;
+            tx.query_row("SELECT COALESCE(SUM(size), 0) FROM chunks WHERE node = ?1", [node], |r| r.get(0))?;
+        tx.execute("DELETE FROM chunks WHERE node = ?1", [node])?;
         tx.execute("DELETE FROM watermarks WHERE node = ?1", [node])?;
         tx.execute("DELETE FROM received_prints WHERE node = ?1", [node])?;
         for &(queue, next) in start {

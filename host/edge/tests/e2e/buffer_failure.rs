@@ -189,22 +189,21 @@ async fn a_buffer_deleted_or_replaced_under_a_running_edge_is_replaced_and_every
 #[tokio::test]
 async fn an_unreadable_row_purges_its_host_is_reported_failed_and_skipped() {
     let mut setup = Setup::new().await;
-    // A buffer left by an earlier run: warm a.test/keep and b.test/w, then a row that no longer
-    // decodes (it named b.test), then a purge of a.test/other.
+    // A buffer left by an earlier run, one row per frame received: warm a.test/keep and
+    // b.test/w; a purge on b.test whose row no longer decodes; a purge of a.test/other.
     {
         let mut buffer = ReceiveBuffer::open(&setup.state(), 64 << 20).unwrap();
-        let tasks = vec![
+        let warms = [
             wire_task(1, WireTaskKind::Warm, "http://a.test/keep"),
             wire_task(2, WireTaskKind::Warm, "http://b.test/w"),
-            url_task(3, "/x"),
-            url_task(4, "/other"),
         ];
-        buffer.store("control-1", 0, 1, &tasks).unwrap();
+        buffer.store("control-1", 0, 1, &warms).unwrap();
+        buffer.store("control-1", 0, 3, &[wire_task(3, WireTaskKind::Url, "http://b.test/x")]).unwrap();
+        buffer.store("control-1", 0, 4, &[url_task(4, "/other")]).unwrap();
         buffer.set_node_key(&setup.node_url(), "control-1").unwrap();
     }
     let conn = rusqlite::Connection::open(setup.buffer_file()).unwrap();
-    let garbled = r#"{"id":3,"kind":"Unheard-of","host":"b.test"}"#;
-    conn.execute("UPDATE tasks SET task = ?1 WHERE offset = 3", [garbled]).unwrap();
+    conn.execute("UPDATE chunks SET body = X'ff00fe' WHERE from_offset = 3", []).unwrap();
     drop(conn);
 
     let edge = setup.edge("").await;
