@@ -97,4 +97,18 @@ async fn killed_during_appends_loses_no_acknowledged_batch() {
         assert_eq!(batch.task_count, *count, "batch {id} is partial");
     }
     assert!(per_batch.len() <= acked.len() + 3, "at most one batch per kill committed without its ack being seen");
+    // The log's chunks (what the queue server sends) hold exactly those tasks: every offset of
+    // every queue once, in order, no chunk of a batch that did not commit.
+    let mut per_batch_chunked: HashMap<u64, u64> = HashMap::new();
+    for queue in 0..QUEUES {
+        let mut next = 1;
+        for chunk in store.read_chunks(queue, 1, usize::MAX).await.unwrap() {
+            assert_eq!(chunk.first, next, "queue {queue}: chunks are contiguous");
+            let tasks = edgepurge_wire::decode_tasks(&chunk.encoded).expect("a chunk decodes");
+            assert_eq!(tasks.len() as u64, chunk.last + 1 - chunk.first);
+            *per_batch_chunked.entry(chunk.batch).or_default() += tasks.len() as u64;
+            next = chunk.last + 1;
+        }
+    }
+    assert_eq!(per_batch_chunked, per_batch, "chunks and task rows agree after the crashes");
 }

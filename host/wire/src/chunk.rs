@@ -23,6 +23,33 @@ pub fn task_id(queue: QueueId, offset: Offset) -> u64 {
     (u64::from(queue) << 48) | (offset & ((1 << 48) - 1))
 }
 
+/// A [`WireTask`] borrowing its strings, for encoding a chunk without copying each task's
+/// target, host and tenant into a `WireTask` first: the same fields in the same order, so postcard
+/// writes the same bytes (a `&str` and a `String` encode alike).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct WireTaskRef<'a> {
+    /// See [`WireTask::id`].
+    pub id: u64,
+    /// See [`WireTask::kind`].
+    pub kind: crate::frame::WireTaskKind,
+    /// See [`WireTask::target`].
+    pub target: &'a str,
+    /// See [`WireTask::soft`].
+    pub soft: bool,
+    /// See [`WireTask::size_bytes`].
+    pub size_bytes: u64,
+    /// See [`WireTask::host`].
+    pub host: &'a str,
+    /// See [`WireTask::tenant`].
+    pub tenant: &'a str,
+}
+
+/// Encodes borrowed tasks as a chunk, byte for byte what [`encode_tasks`] writes for the owned
+/// tasks, appended to `out` (reusing its allocation).
+pub fn encode_task_refs_into(tasks: &[WireTaskRef<'_>], out: Vec<u8>) -> Result<Vec<u8>> {
+    postcard::to_extend(tasks, out).map_err(|source| WireError::Encode { frame: "Tasks", source })
+}
+
 /// Encodes `tasks` as a chunk: postcard's `Vec<WireTask>`.
 pub fn encode_tasks(tasks: &[WireTask]) -> Result<Vec<u8>> {
     postcard::to_stdvec(tasks).map_err(|source| WireError::Encode { frame: "Tasks", source })
@@ -104,6 +131,24 @@ mod tests {
     use super::*;
     use crate::frame::WireTaskKind;
     use crate::{encode, ControlFrame, Decoder};
+
+    #[test]
+    fn borrowed_tasks_encode_as_the_owned_ones() {
+        let owned: Vec<WireTask> = (1..=5).map(task).collect();
+        let refs: Vec<WireTaskRef<'_>> = owned
+            .iter()
+            .map(|t| WireTaskRef {
+                id: t.id,
+                kind: t.kind,
+                target: &t.target,
+                soft: t.soft,
+                size_bytes: t.size_bytes,
+                host: &t.host,
+                tenant: &t.tenant,
+            })
+            .collect();
+        assert_eq!(encode_task_refs_into(&refs, Vec::new()).unwrap(), encode_tasks(&owned).unwrap());
+    }
 
     fn task(i: u64) -> WireTask {
         WireTask {

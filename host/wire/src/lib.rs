@@ -33,7 +33,8 @@ pub mod frame;
 use serde::{Deserialize, Serialize};
 
 pub use chunk::{
-    chunk_len, decode_tasks, encode_tasks, encode_tasks_into, joined_tasks_frame, task_id, tasks_frame, tasks_payload,
+    chunk_len, decode_tasks, encode_task_refs_into, encode_tasks, encode_tasks_into, joined_tasks_frame, task_id,
+    tasks_frame, tasks_payload, WireTaskRef,
 };
 pub use codec::{decode_body, encode, Decoder, Frame, FrameCodec, DEFAULT_MAX_FRAME, LEN_PREFIX};
 pub use frame::{fingerprint, ControlFrame, EdgeFrame, LogId, Offset, QueueId, TaskFailure, WireTask, WireTaskKind};

@@ -49,6 +49,7 @@ macro_rules! conformance_tests {
     ($harness:expr) => {
         $crate::conformance_tests!(@each $harness;
             append_read_round_trip,
+            chunks_hold_what_read_returns,
             offsets_are_per_queue_and_contiguous,
             failed_append_leaves_nothing,
             acknowledged_batches_survive_reopen,

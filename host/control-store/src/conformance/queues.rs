@@ -191,3 +191,43 @@ pub async fn trimming_below_lowest_watermark<H: Harness>(h: &H) {
     assert_eq!(b2.spans[0].first, 11);
     assert_eq!(store.trim(0, 1_000).await.unwrap(), 1, "trimming past the head stops at the head");
 }
+
+/// `read_chunks` returns whole chunks holding exactly what `read` returns, each the wire
+/// encoding of its tasks (tenant: the batch's token), never spanning two batches and at most
+/// 1,000 tasks; from an offset inside a chunk it starts with that chunk; below the trim point
+/// it says `Trimmed`.
+pub async fn chunks_hold_what_read_returns<H: Harness>(h: &H) {
+    let store = h.create(2).await;
+    store.append(batch("alice", 1), urls(0, "a", 2500)).await.expect("append");
+    let mut mixed = urls(1, "m", 3);
+    mixed.extend(urls(0, "b", 3));
+    store.append(batch("bob", 2), mixed).await.expect("append");
+    let chunks = store.read_chunks(0, 1, usize::MAX).await.expect("read_chunks");
+    let mut next = 1;
+    for chunk in &chunks {
+        assert_eq!(chunk.first, next, "chunks are contiguous");
+        assert!(chunk.last - chunk.first < 1000, "at most 1,000 tasks: {}..={}", chunk.first, chunk.last);
+        let tasks = store.read(0, chunk.first, (chunk.last + 1 - chunk.first) as usize).await.expect("read");
+        let tenant = if chunk.batch == 1 { "alice" } else { "bob" };
+        assert!(tasks.iter().all(|t| t.batch == chunk.batch), "one batch per chunk");
+        let wire: Vec<_> = tasks.into_iter().map(|t| t.to_wire(tenant.to_owned())).collect();
+        assert_eq!(chunk.bytes, wire.iter().map(|t| t.size_bytes).sum::<u64>());
+        assert_eq!(edgepurge_wire::decode_tasks(&chunk.encoded).expect("decodes"), wire);
+        next = chunk.last + 1;
+    }
+    assert_eq!(next, 2504, "every task of queue 0 is in a chunk");
+    assert!(chunks.iter().any(|c| c.batch == 2 && c.first == 2501), "bob's tasks start a chunk of their own");
+    // From inside a chunk: that chunk first; reading stops after max_tasks are covered.
+    let inside = store.read_chunks(0, 1500, 10).await.expect("read_chunks");
+    assert_eq!(inside.len(), 1);
+    assert!(inside[0].first <= 1500 && inside[0].last >= 1500);
+    assert_eq!(store.read_chunks(1, 1, 1).await.expect("read_chunks")[0].last, 3);
+    assert!(store.read_chunks(1, 4, 10).await.expect("read_chunks").is_empty(), "nothing beyond the end");
+    store.trim(0, 1200).await.expect("trim");
+    match store.read_chunks(0, 5, 10).await {
+        Err(Error::Trimmed { queue: 0, from: 5, first: 1200 }) => {}
+        other => panic!("expected Trimmed, got {other:?}"),
+    }
+    let kept = store.read_chunks(0, 1200, 10).await.expect("read_chunks");
+    assert!(kept[0].first <= 1200 && kept[0].last >= 1200, "the chunk holding the first retained offset stays");
+}

@@ -7,6 +7,7 @@
 //! commit and never wait for the writer). Every call runs on tokio's blocking pool. The schema is
 //! in `schema.rs`.
 
+mod chunks;
 mod positions;
 mod probe;
 mod queue;

@@ -2,6 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::chunks::ChunkWriter;
 use super::{batch_by_id, kind_code};
 use crate::model::*;
 use crate::{Error, Result};
@@ -42,7 +43,7 @@ pub fn append(conn: &mut Connection, queues: u32, batch: &NewBatch, tasks: &[New
     let id = tx.last_insert_rowid() as u64;
     let mut spans: Vec<QueueSpan> =
         (0..queues).map(|queue| QueueSpan { queue, first: 0, last: 0, own: 0, folded: 0, folded_last: 0 }).collect();
-    let (first_task, last_task) = insert_tasks(&tx, id, tasks, &mut rows, &mut spans)?;
+    let (first_task, last_task) = insert_tasks(&tx, id, &batch.token_name, tasks, &mut rows, &mut spans)?;
     tx.execute("UPDATE batches SET first_task = ?1, last_task = ?2 WHERE id = ?3", params![first_task, last_task, id])?;
     spans.retain(|s| s.own + s.folded > 0);
     {
@@ -78,11 +79,13 @@ pub fn append(conn: &mut Connection, queues: u32, batch: &NewBatch, tasks: &[New
     Ok(Appended { batch, created: true })
 }
 
-/// Inserts the task rows with one prepared statement; returns the first and last row ids. Any
-/// error returns early and the caller's transaction rolls back, so nothing becomes visible.
+/// Inserts the task rows (the records' index) with one prepared statement and the queued ones
+/// as chunk rows (the log, see `chunks`); returns the first and last row ids. Any error returns
+/// early and the caller's transaction rolls back, so nothing becomes visible.
 fn insert_tasks(
     tx: &Transaction<'_>,
     batch: u64,
+    tenant: &str,
     tasks: &[NewTask],
     rows: &mut [QueueRow],
     spans: &mut [QueueSpan],
@@ -92,8 +95,8 @@ fn insert_tasks(
         "INSERT INTO tasks (batch, queue, qoffset, folded, kind, target, soft, size_bytes, cum_bytes, host)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
-    let mut carrier = tx.prepare("SELECT 1 FROM tasks WHERE queue = ?1 AND qoffset = ?2 AND folded = 0")?;
     let (mut first_row, mut last_row) = (0, 0);
+    let mut chunks = ChunkWriter::new(tx, batch, tenant, rows.len())?;
     for (i, task) in tasks.iter().enumerate() {
         let (queue, offset, folded, cum) = match task.placement {
             Placement::Queue(queue) => {
@@ -107,12 +110,14 @@ fn insert_tasks(
                 }
                 span.last = offset;
                 span.own += 1;
+                chunks.push(queue, offset, task)?;
                 (queue, offset, false, row.total_bytes)
             }
             Placement::FoldInto(at) => {
                 let row = rows.get(at.queue as usize).ok_or(Error::NoSuchQueue { queue: at.queue, queues })?;
-                // Only a task still in the log can carry another (a trimmed one was delivered).
-                if at.offset < row.first || !carrier.exists(params![at.queue, at.offset as i64])? {
+                // Only a task still in the log can carry another (a trimmed one was delivered);
+                // every offset from the first retained to the next is a queued task.
+                if at.offset < row.first || at.offset >= row.next {
                     return Err(Error::NoSuchTask(at));
                 }
                 let span = &mut spans[at.queue as usize];
@@ -138,6 +143,7 @@ fn insert_tasks(
             first_row = last_row;
         }
     }
+    chunks.finish()?;
     Ok((first_row, last_row))
 }
 
@@ -206,41 +212,38 @@ pub fn read(conn: &Connection, queues: u32, queue: u32, from: u64, limit: usize)
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Chunks of `queue` from `from` (see `QueueStore::read_chunks`). Until chunks are stored
-/// (schema v4), each run of one batch's tasks read from `tasks` is encoded as one chunk here.
+/// Whole chunks of `queue` from the one holding `from` (see `QueueStore::read_chunks`).
 pub fn read_chunks(conn: &Connection, queues: u32, queue: u32, from: u64, max_tasks: usize) -> Result<Vec<Chunk>> {
-    let tasks = read(conn, queues, queue, from.max(1), max_tasks.clamp(1, 1000))?;
-    let mut chunks: Vec<(Chunk, Vec<edgepurge_wire::WireTask>)> = Vec::new();
-    let tenant = |batch: u64| -> Result<String> {
-        Ok(conn
-            .query_row("SELECT token_name FROM batches WHERE id = ?1", params![batch as i64], |r| r.get(0))
-            .optional()?
-            .unwrap_or_default())
-    };
-    for task in tasks {
-        let (batch, offset) = (task.batch, task.at.offset);
-        let wire = task.to_wire(String::new());
-        match chunks.last_mut() {
-            Some((chunk, run)) if chunk.batch == batch && chunk.last + 1 == offset => {
-                chunk.last = offset;
-                chunk.bytes += wire.size_bytes;
-                run.push(edgepurge_wire::WireTask { tenant: run[0].tenant.clone(), ..wire });
-            }
-            _ => {
-                let chunk =
-                    Chunk { queue, first: offset, last: offset, batch, bytes: wire.size_bytes, encoded: Vec::new() };
-                let wire = edgepurge_wire::WireTask { tenant: tenant(batch)?, ..wire };
-                chunks.push((chunk, vec![wire]));
-            }
-        }
+    let (row, _) = queue_row(conn, queue, queues)?;
+    if from < row.first && !(from == 0 && row.first == 1) {
+        return Err(Error::Trimmed { queue, from, first: row.first });
     }
-    chunks
-        .into_iter()
-        .map(|(mut chunk, run)| {
-            chunk.encoded = edgepurge_wire::encode_tasks(&run).map_err(|e| Error::Backend(Box::new(e)))?;
-            Ok(chunk)
-        })
-        .collect()
+    let from = from.max(1);
+    let start: Option<i64> = conn
+        .prepare_cached("SELECT MAX(first) FROM chunks WHERE queue = ?1 AND first <= ?2")?
+        .query_row(params![queue, from as i64], |r| r.get(0))?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT first, last, batch, bytes, encoded FROM chunks WHERE queue = ?1 AND first >= ?2 ORDER BY first",
+    )?;
+    let mut rows = stmt.query(params![queue, start.unwrap_or(from as i64)])?;
+    let (mut out, mut count) = (Vec::new(), 0u64);
+    while count < max_tasks.max(1) as u64 {
+        let Some(r) = rows.next()? else { break };
+        let chunk = Chunk {
+            queue,
+            first: r.get::<_, i64>(0)? as u64,
+            last: r.get::<_, i64>(1)? as u64,
+            batch: r.get::<_, i64>(2)? as u64,
+            bytes: r.get::<_, i64>(3)? as u64,
+            encoded: r.get(4)?,
+        };
+        if chunk.last < from {
+            continue;
+        }
+        count += chunk.last + 1 - chunk.first.max(from);
+        out.push(chunk);
+    }
+    Ok(out)
 }
 
 /// The running byte total of `queue` through `offset` (which must be retained, or `first - 1`).
@@ -281,6 +284,8 @@ pub fn trim(conn: &mut Connection, queues: u32, queue: u32, below: u64) -> Resul
         "UPDATE queues SET first_offset = ?1, trimmed_bytes = ?2 WHERE queue = ?3",
         params![below as i64, cum as i64, queue],
     )?;
+    // The log below the trim point is never read again (the task rows stay: they are records).
+    tx.execute("DELETE FROM chunks WHERE queue = ?1 AND last < ?2", params![queue, below as i64])?;
     tx.commit()?;
     Ok(below - row.first)
 }

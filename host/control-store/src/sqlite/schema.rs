@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use crate::{Error, Result};
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// Version 1. `tasks` is both the queue log (rows with `folded = 0`, addressed by `(queue,
 /// qoffset)`) and the record of every request (folded rows point at the task that carried them).
@@ -151,7 +151,11 @@ pub fn prepare(conn: &mut Connection, queues: u32) -> Result<String> {
     if found < 3 {
         tx.execute_batch(V3)?;
     }
-    // Later versions add `if found < 4 { ... }` here, each step in this same transaction.
+    if found < 4 {
+        tx.execute_batch(super::chunks::SCHEMA)?;
+        super::chunks::backfill(&tx)?;
+    }
+    // Later versions add `if found < 5 { ... }` here, each step in this same transaction.
     tx.pragma_update(None, "user_version", VERSION)?;
 
     let existing: u32 = tx.query_row("SELECT COUNT(*) FROM queues", [], |r| r.get(0))?;

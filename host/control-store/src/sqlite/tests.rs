@@ -172,6 +172,31 @@ async fn version_1_files_are_migrated() {
     assert_eq!(version, super::SCHEMA_VERSION);
 }
 
+/// A version 3 file (tasks only, before chunks) opens with its retained log written as chunk
+/// rows, which read as the tasks did.
+#[tokio::test]
+async fn version_3_files_gain_chunks_of_their_retained_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v3.db");
+    let expected = {
+        let store = SqliteStore::open(&path, 1).unwrap();
+        store.append(crate::conformance::batch("t", 1), crate::conformance::urls(0, "a", 1500)).await.unwrap();
+        store.trim(0, 200).await.unwrap();
+        let chunks = store.read_chunks(0, 200, usize::MAX).await.unwrap();
+        let conn = store.conn.lock().unwrap();
+        conn.execute_batch("DROP TABLE chunks; PRAGMA user_version = 3;").unwrap();
+        chunks
+    };
+    let store = SqliteStore::open(&path, 1).unwrap();
+    let migrated = store.read_chunks(0, 200, usize::MAX).await.unwrap();
+    let tasks = |chunks: &[Chunk]| -> Vec<edgepurge_wire::WireTask> {
+        chunks.iter().flat_map(|c| edgepurge_wire::decode_tasks(&c.encoded).unwrap()).filter(|t| t.id >= 200).collect()
+    };
+    assert_eq!(tasks(&migrated), tasks(&expected));
+    assert_eq!(migrated[0].first, 200, "only the retained log");
+    assert_eq!(migrated.last().unwrap().last, 1500);
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
