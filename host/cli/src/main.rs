@@ -13,6 +13,10 @@ mod token_cmd;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// mimalloc rather than the system allocator (see the dependency's note in Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// edgepurge — a CDN purge system whose edges run WebAssembly policies.
 #[derive(Parser)]
 #[command(name = "edgepurge", version, about)]

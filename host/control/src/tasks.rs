@@ -1,14 +1,14 @@
 //! The task generator: purge requests (a JSON body, or a bulk body read line by line) become
 //! validated, normalised, de-duplicated tasks, checked against the token's hosts as they come.
 //!
-//! Targets are normalised with [`normalize_task`] (`edgepurge-purge-model`, which the edge uses
+//! Targets are normalised with [`normalize_task_owned`] (`edgepurge-purge-model`, which the edge uses
 //! too), so control stores exactly the keys the edge stores and purges (scheme-independent
 //! `http://` URLs, ARCHITECTURE invariant 6).
 
 use std::collections::HashSet;
 
 use edgepurge_control_store::ApiToken;
-use edgepurge_purge_model::{normalize_task, PurgeError};
+use edgepurge_purge_model::{normalize_task_owned, PurgeError};
 use edgepurge_sdk::{Task, TaskKind};
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
@@ -80,7 +80,7 @@ impl<'a> TaskBuilder<'a> {
             tenant: self.token.name.clone(),
             ..Task::default()
         };
-        let mut task = normalize_task(&raw).map_err(|e| match e {
+        let mut task = normalize_task_owned(raw).map_err(|e| match e {
             PurgeError::InvalidTarget { reason, .. } => Error::Invalid(format!("{item}: `{}`: {reason}", cut(target))),
         })?;
         if !task.host.is_empty() && !self.token.admin && !host_allowed(&self.token.hosts, &task.host) {

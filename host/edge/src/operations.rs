@@ -53,7 +53,13 @@ impl std::fmt::Display for TaskError {
 /// Applies one purge or warm task: `scope-purge` and the store purges, then the warm fetch.
 /// The one path for `POST /purge` and tasks from control.
 pub(crate) async fn apply_task(shared: &Arc<Shared>, task: &Task) -> Result<Applied, TaskError> {
-    let report = shared.purger.apply(task).await.map_err(|e| TaskError::Invalid(e.to_string()))?;
+    apply_owned(shared, task.clone(), true).await
+}
+
+/// [`apply_task`] of a task the caller gives up; `describe` false leaves the report's `actions`
+/// empty (see `PurgeExecutor::apply_owned`).
+pub(crate) async fn apply_owned(shared: &Arc<Shared>, task: Task, describe: bool) -> Result<Applied, TaskError> {
+    let report = shared.purger.apply_owned(task, describe).await.map_err(|e| TaskError::Invalid(e.to_string()))?;
     let warmed = match &report.warm {
         None => None,
         Some(url) => Some(warm(shared, url).await.map_err(TaskError::Warm)?),

@@ -1,7 +1,7 @@
 //! The purge executor: a task goes through the `scope-purge` policy hook, each resulting
 //! action is applied to the cache store in constant time (see `edgepurge-edge-cache`).
 //!
-//! Task targets are normalised first ([`normalize_task`], the keys both roles share in
+//! Task targets are normalised first ([`normalize_task_owned`], the keys both roles share in
 //! `edgepurge-purge-model`: scheme-independent, written with `http://`), so a purge names exactly
 //! the keys the proxy stored; a target that does not normalise is refused with the reason, and
 //! nothing is purged for it.
@@ -14,7 +14,7 @@
 use crate::metrics::EdgeMetrics;
 use edgepurge_edge_cache::CacheStore;
 use edgepurge_policy_runtime::{DecisionSource, PolicySlot};
-use edgepurge_purge_model::{cache_url, entry_url, normalize_task, PurgeError};
+use edgepurge_purge_model::{cache_url, entry_url, normalize_task_owned, PurgeError};
 use edgepurge_sdk::{PurgeMode, RequestMeta, Scope, Task, TaskKind};
 use edgepurge_url::{NormalizedUrl, QueryMode};
 use serde::Serialize;
@@ -59,9 +59,16 @@ impl<V: Send + Sync + 'static> PurgeExecutor<V> {
     /// `target` itself (see [`entry_url`]): keyed as the proxy keys it, by the policy's
     /// `cache-key` (with no request headers) or the query mode.
     async fn canonical_url(&self, target: &str) -> Option<String> {
-        let url = cache_url(target).ok()?;
         let policy = self.policy.current();
-        let policy_key = if policy.info().hooks.cache_key {
+        let hooked = policy.info().hooks.cache_key;
+        // Without a `cache-key` hook only the `ignore` mode keys a URL by something other than
+        // itself, and only when it has a query (no `?`, no query): decided without parsing the
+        // URL again, the common case of every bulk purge.
+        if !hooked && (self.query_mode != QueryMode::Ignore || !target.contains('?')) {
+            return None;
+        }
+        let url = cache_url(target).ok()?;
+        let policy_key = if hooked {
             let meta = RequestMeta { method: "GET".into(), url: url.as_str().to_owned(), headers: Vec::new() };
             let outcome = policy.cache_key(&meta).await;
             self.metrics.policy_call("cache-key", &outcome.source);
@@ -84,15 +91,24 @@ impl<V: Send + Sync + 'static> PurgeExecutor<V> {
         }
     }
 
-    fn purge(&self, scope: Scope, mode: PurgeMode, report: &mut PurgeReport) {
+    fn purge(&self, scope: Scope, mode: PurgeMode, report: &mut PurgeReport, describe: bool) {
         let done = self.store.purge(&scope, mode);
         report.direct += done.direct as u64;
-        report.actions.push(format!("{} {:?}", mode.name(), scope));
+        if describe {
+            report.actions.push(format!("{} {:?}", mode.name(), scope));
+        }
     }
 
     /// Normalises the task, asks `scope-purge`, and applies every action.
     pub async fn apply(&self, task: &Task) -> Result<PurgeReport, PurgeError> {
-        let task = normalize_task(task)?;
+        self.apply_owned(task.clone(), true).await
+    }
+
+    /// [`apply`](Self::apply) of a task the caller gives up; with `describe` false the report's
+    /// `actions` stay empty (tasks from control: nobody reads them, and writing them cost a
+    /// third of applying a bulk purge).
+    pub async fn apply_owned(&self, task: Task, describe: bool) -> Result<PurgeReport, PurgeError> {
+        let task = normalize_task_owned(task)?;
         let policy = self.policy.current();
         let outcome = policy.scope_purge(&task).await;
         self.metrics.policy_call("scope-purge", &outcome.source);
@@ -113,9 +129,9 @@ impl<V: Send + Sync + 'static> PurgeExecutor<V> {
                 Scope::Url(url) => self.canonical_url(url).await,
                 _ => None,
             };
-            self.purge(action.scope, action.mode, &mut report);
+            self.purge(action.scope, action.mode, &mut report, describe);
             if let Some(canonical) = canonical {
-                self.purge(Scope::Url(canonical), action.mode, &mut report);
+                self.purge(Scope::Url(canonical), action.mode, &mut report, describe);
             }
         }
         Ok(report)

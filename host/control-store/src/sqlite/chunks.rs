@@ -26,6 +26,7 @@ CREATE TABLE chunks (
     last    INTEGER NOT NULL,
     batch   INTEGER NOT NULL,
     bytes   INTEGER NOT NULL,  -- sum of the tasks' size_bytes
+    cum_bytes INTEGER NOT NULL, -- the queue's running byte total through `last`
     encoded BLOB NOT NULL,     -- postcard Vec<WireTask>, as a Tasks frame carries it
     PRIMARY KEY (queue, first)
 );
@@ -35,6 +36,7 @@ CREATE TABLE chunks (
 struct Run<'a> {
     first: u64,
     bytes: u64,
+    cum: u64,
     estimate: usize,
     tasks: Vec<WireTaskRef<'a>>,
 }
@@ -53,13 +55,15 @@ impl<'c, 'a> ChunkWriter<'c, 'a> {
     /// A writer for `batch` of `tenant` over `queues` queues.
     pub fn new(conn: &'c Connection, batch: u64, tenant: &'a str, queues: usize) -> Result<Self> {
         let insert = conn.prepare_cached(
-            "INSERT INTO chunks (queue, first, last, batch, bytes, encoded) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO chunks (queue, first, last, batch, bytes, cum_bytes, encoded)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         Ok(ChunkWriter { insert, batch, tenant, runs: (0..queues).map(|_| None).collect(), buf: Vec::new() })
     }
 
-    /// Adds `task`, placed at `offset` of `queue` (the offset after the previous one pushed there).
-    pub fn push(&mut self, queue: u32, offset: u64, task: &'a NewTask) -> Result<()> {
+    /// Adds `task`, placed at `offset` of `queue` (the offset after the previous one pushed there),
+    /// `cum` the queue's running byte total through it.
+    pub fn push(&mut self, queue: u32, offset: u64, cum: u64, task: &'a NewTask) -> Result<()> {
         let wire = WireTaskRef {
             id: task_id(queue, offset),
             kind: task.kind.into(),
@@ -80,10 +84,12 @@ impl<'c, 'a> ChunkWriter<'c, 'a> {
         let run = self.runs[queue as usize].get_or_insert_with(|| Run {
             first: offset,
             bytes: 0,
+            cum,
             estimate: 0,
             tasks: Vec::with_capacity(CHUNK_TASKS.min(64)),
         });
         run.bytes += task.size_bytes;
+        run.cum = cum;
         run.estimate += estimate;
         run.tasks.push(wire);
         Ok(())
@@ -109,6 +115,7 @@ impl<'c, 'a> ChunkWriter<'c, 'a> {
             last as i64,
             self.batch as i64,
             run.bytes.min(i64::MAX as u64) as i64,
+            run.cum.min(i64::MAX as u64) as i64,
             &buf
         ])?;
         self.buf = buf;
@@ -125,14 +132,14 @@ pub fn backfill(conn: &Connection) -> Result<()> {
         .collect::<rusqlite::Result<_>>()?;
     let mut tenants = conn.prepare("SELECT token_name FROM batches WHERE id = ?1")?;
     let mut read = conn.prepare(
-        "SELECT qoffset, batch, kind, target, soft, size_bytes, host FROM tasks
+        "SELECT qoffset, batch, kind, target, soft, size_bytes, host, cum_bytes FROM tasks
          WHERE queue = ?1 AND qoffset >= ?2 AND folded = 0 ORDER BY qoffset",
     )?;
     for (queue, first, next) in queues {
         if first >= next {
             continue;
         }
-        let tasks: Vec<(u64, u64, NewTask)> = read
+        let tasks: Vec<(u64, u64, NewTask, u64)> = read
             .query_map(params![queue, first], |r| {
                 let task = NewTask {
                     placement: crate::model::Placement::Queue(queue),
@@ -142,7 +149,7 @@ pub fn backfill(conn: &Connection) -> Result<()> {
                     size_bytes: r.get::<_, i64>(5)? as u64,
                     host: r.get(6)?,
                 };
-                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, task))
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, task, r.get::<_, i64>(7)? as u64))
             })?
             .collect::<rusqlite::Result<_>>()?;
         let mut start = 0;
@@ -151,8 +158,8 @@ pub fn backfill(conn: &Connection) -> Result<()> {
             let end = (start..tasks.len()).find(|&i| tasks[i].1 != batch).unwrap_or(tasks.len());
             let tenant: String = tenants.query_row([batch as i64], |r| r.get(0)).optional()?.unwrap_or_default();
             let mut writer = ChunkWriter::new(conn, batch, &tenant, queue as usize + 1)?;
-            for (offset, _, task) in &tasks[start..end] {
-                writer.push(queue, *offset, task)?;
+            for (offset, _, task, cum) in &tasks[start..end] {
+                writer.push(queue, *offset, *cum, task)?;
             }
             writer.finish()?;
             start = end;

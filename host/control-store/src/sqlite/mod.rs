@@ -8,6 +8,7 @@
 //! in `schema.rs`.
 
 mod chunks;
+mod index;
 mod positions;
 mod probe;
 mod queue;
@@ -32,6 +33,9 @@ pub use schema::VERSION as SCHEMA_VERSION;
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     readers: Arc<ReadPool>,
+    /// How many appended batches still have their task rows to write (`index`): record queries
+    /// wait for 0.
+    indexing: Arc<tokio::sync::watch::Sender<u32>>,
     queues: u32,
     path: PathBuf,
     log_id: Arc<str>,
@@ -66,7 +70,8 @@ impl SqliteStore {
         // Opened after `prepare`, so the file is in WAL mode and has its schema.
         let conns = (0..READERS).map(|_| schema::open_reader(&path).map(Mutex::new)).collect::<Result<_>>()?;
         let readers = Arc::new(ReadPool { conns, next: AtomicUsize::new(0) });
-        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), readers, queues, path, log_id })
+        let indexing = Arc::new(tokio::sync::watch::channel(0).0);
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), readers, queues, path, log_id, indexing })
     }
 
     /// The database file.
@@ -185,7 +190,32 @@ impl QueueStore for SqliteStore {
     }
 
     async fn append(&self, batch: NewBatch, tasks: Vec<NewTask>) -> Result<Appended> {
-        self.run(move |c, q| queue::append(c, q, &batch, &tasks)).await
+        let (conn, queues, indexing) = (self.conn.clone(), self.queues, self.indexing.clone());
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            // Poisoning is harmless, as in `run`.
+            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let deferred = match queue::append(&mut conn, queues, &batch, &tasks) {
+                Ok((appended, deferred)) => {
+                    if deferred.is_some() {
+                        indexing.send_modify(|n| *n += 1);
+                    }
+                    let _ = answer.send(Ok(appended));
+                    deferred
+                }
+                Err(e) => {
+                    let _ = answer.send(Err(e));
+                    None
+                }
+            };
+            // Committed and answered: the task rows now, still holding the writer lock (see
+            // `index`). A failure leaves the batch unindexed, written at the next open or append.
+            if let Some(deferred) = deferred {
+                let _ = index::write_deferred(&mut conn, &tasks, &deferred);
+                indexing.send_modify(|n| *n -= 1);
+            }
+        });
+        answered.await.map_err(|e| Error::Backend(Box::new(e)))?
     }
 
     async fn read(&self, queue: u32, from: u64, limit: usize) -> Result<Vec<QueuedTask>> {
@@ -286,6 +316,8 @@ impl RecordStore for SqliteStore {
     }
 
     async fn records(&self, query: RecordQuery, after: Option<RecordCursor>, limit: usize) -> Result<RecordPage> {
+        // Batches accepted before this query are in its answer: wait for their task rows.
+        let _ = self.indexing.subscribe().wait_for(|n| *n == 0).await;
         self.read_run(move |c, _| records::records(c, &query, after, limit)).await
     }
 

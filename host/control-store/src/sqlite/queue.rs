@@ -2,8 +2,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::batch_by_id;
 use super::chunks::ChunkWriter;
-use super::{batch_by_id, kind_code};
 use crate::model::*;
 use crate::{Error, Result};
 
@@ -14,10 +14,21 @@ struct QueueRow {
     total_bytes: u64,
 }
 
-/// Records `batch` and appends `tasks` in one transaction (see `QueueStore::append`).
-pub fn append(conn: &mut Connection, queues: u32, batch: &NewBatch, tasks: &[NewTask]) -> Result<Appended> {
+/// Records `batch` and appends `tasks` in one transaction (see `QueueStore::append`): the batch,
+/// its spans and its chunks. The task rows (the records' index) are written in the same
+/// transaction, or, for a large batch without folded tasks, returned as [`Deferred`] for
+/// [`super::index::write_deferred`] to write right after the commit (see `index`).
+pub fn append(
+    conn: &mut Connection,
+    queues: u32,
+    batch: &NewBatch,
+    tasks: &[NewTask],
+) -> Result<(Appended, Option<Deferred>)> {
     // IMMEDIATE: take the write lock now, so the offsets read below stay ours until the commit.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // A batch whose deferred rows could not be written (disk full, say) gets them first (the
+    // row ids below follow them).
+    super::index::write_pending(&tx)?;
     if let Some(key) = &batch.idempotency_key {
         let first: Option<u64> = tx
             .query_row(
@@ -28,23 +39,41 @@ pub fn append(conn: &mut Connection, queues: u32, batch: &NewBatch, tasks: &[New
             .optional()?;
         if let Some(id) = first {
             let batch = batch_by_id(&tx, id)?.expect("the batch just found exists");
-            return Ok(Appended { batch, created: false });
+            return Ok((Appended { batch, created: false }, None));
         }
     }
     if tasks.is_empty() {
         return Err(Error::EmptyBatch);
     }
     let mut rows = load_queues(&tx)?;
+    // Row ids are given, not left to SQLite, so deferred rows get the ids the batch records.
+    let first_task: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM tasks", [], |r| r.get(0))?;
+    let last_task = first_task + tasks.len() as i64 - 1;
+    let defer = super::index::defers(tasks);
     tx.execute(
-        "INSERT INTO batches (token_name, accepted_at, task_count, idempotency_key, first_task, last_task)
-         VALUES (?1, ?2, ?3, ?4, 0, 0)",
-        params![batch.token_name, batch.accepted_at as i64, tasks.len() as i64, batch.idempotency_key],
+        "INSERT INTO batches (token_name, accepted_at, task_count, idempotency_key, first_task, last_task, indexed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            batch.token_name,
+            batch.accepted_at as i64,
+            tasks.len() as i64,
+            batch.idempotency_key,
+            first_task,
+            last_task,
+            !defer
+        ],
     )?;
     let id = tx.last_insert_rowid() as u64;
     let mut spans: Vec<QueueSpan> =
         (0..queues).map(|queue| QueueSpan { queue, first: 0, last: 0, own: 0, folded: 0, folded_last: 0 }).collect();
-    let (first_task, last_task) = insert_tasks(&tx, id, &batch.token_name, tasks, &mut rows, &mut spans)?;
-    tx.execute("UPDATE batches SET first_task = ?1, last_task = ?2 WHERE id = ?3", params![first_task, last_task, id])?;
+    let placed = place_tasks(&tx, id, &batch.token_name, tasks, &mut rows, &mut spans)?;
+    let deferred = Deferred { batch: id, first_task, placed };
+    let deferred = if defer {
+        Some(deferred)
+    } else {
+        super::index::insert_rows(&tx, tasks, &deferred)?;
+        None
+    };
     spans.retain(|s| s.own + s.folded > 0);
     {
         let mut span_stmt = tx.prepare(
@@ -76,29 +105,37 @@ pub fn append(conn: &mut Connection, queues: u32, batch: &NewBatch, tasks: &[New
         idempotency_key: batch.idempotency_key.clone(),
         spans,
     };
-    Ok(Appended { batch, created: true })
+    Ok((Appended { batch, created: true }, deferred))
 }
 
-/// Inserts the task rows (the records' index) with one prepared statement and the queued ones
-/// as chunk rows (the log, see `chunks`); returns the first and last row ids. Any error returns
-/// early and the caller's transaction rolls back, so nothing becomes visible.
-fn insert_tasks(
+/// Where each task of an appended batch went: (queue, offset, folded, the queue's running byte
+/// total through it or 0 when folded), in task order; with the batch and its first row id, what
+/// its task rows are written from.
+pub struct Deferred {
+    /// The batch.
+    pub batch: u64,
+    /// The row id of its first task (the others follow in task order).
+    pub first_task: i64,
+    /// Per task, in order.
+    pub placed: Vec<(u32, u64, bool, u64)>,
+}
+
+/// Places each task (a queue offset, or the task that carries it) and writes the queued ones as
+/// chunk rows (the log, see `chunks`); returns where each went. Any error returns early and the
+/// caller's transaction rolls back, so nothing becomes visible.
+fn place_tasks(
     tx: &Transaction<'_>,
     batch: u64,
     tenant: &str,
     tasks: &[NewTask],
     rows: &mut [QueueRow],
     spans: &mut [QueueSpan],
-) -> Result<(i64, i64)> {
+) -> Result<Vec<(u32, u64, bool, u64)>> {
     let queues = rows.len() as u32;
-    let mut insert = tx.prepare(
-        "INSERT INTO tasks (batch, queue, qoffset, folded, kind, target, soft, size_bytes, cum_bytes, host)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
-    let (mut first_row, mut last_row) = (0, 0);
+    let mut placed = Vec::with_capacity(tasks.len());
     let mut chunks = ChunkWriter::new(tx, batch, tenant, rows.len())?;
-    for (i, task) in tasks.iter().enumerate() {
-        let (queue, offset, folded, cum) = match task.placement {
+    for task in tasks {
+        placed.push(match task.placement {
             Placement::Queue(queue) => {
                 let row = rows.get_mut(queue as usize).ok_or(Error::NoSuchQueue { queue, queues })?;
                 let offset = row.next;
@@ -110,7 +147,7 @@ fn insert_tasks(
                 }
                 span.last = offset;
                 span.own += 1;
-                chunks.push(queue, offset, task)?;
+                chunks.push(queue, offset, row.total_bytes, task)?;
                 (queue, offset, false, row.total_bytes)
             }
             Placement::FoldInto(at) => {
@@ -125,26 +162,10 @@ fn insert_tasks(
                 span.folded_last = span.folded_last.max(at.offset);
                 (at.queue, at.offset, true, 0)
             }
-        };
-        insert.execute(params![
-            batch as i64,
-            queue,
-            offset as i64,
-            folded,
-            kind_code(task.kind),
-            task.target,
-            task.soft,
-            task.size_bytes as i64,
-            cum as i64,
-            task.host
-        ])?;
-        last_row = tx.last_insert_rowid();
-        if i == 0 {
-            first_row = last_row;
-        }
+        });
     }
     chunks.finish()?;
-    Ok((first_row, last_row))
+    Ok(placed)
 }
 
 fn load_queues(conn: &Connection) -> Result<Vec<QueueRow>> {
@@ -187,29 +208,37 @@ fn queue_row(conn: &Connection, queue: u32, queues: u32) -> Result<(QueueRow, u6
     Ok(row)
 }
 
-/// Up to `limit` tasks of `queue` from `from` (see `QueueStore::read`).
+/// Up to `limit` tasks of `queue` from `from` (see `QueueStore::read`), decoded from the chunks
+/// that hold them (the log; task rows may be written after the append, see `index`).
 pub fn read(conn: &Connection, queues: u32, queue: u32, from: u64, limit: usize) -> Result<Vec<QueuedTask>> {
-    let (row, _) = queue_row(conn, queue, queues)?;
-    // Offset 0 means "from the start" for a reader with nothing applied yet.
-    if from < row.first && !(from == 0 && row.first == 1) {
-        return Err(Error::Trimmed { queue, from, first: row.first });
+    if limit == 0 {
+        // Nothing to return, but a trimmed `from` is still an error.
+        return read_chunks(conn, queues, queue, from, 1).map(|_| Vec::new());
     }
-    let mut stmt = conn.prepare_cached(
-        "SELECT qoffset, batch, kind, target, soft, size_bytes, host FROM tasks
-         WHERE queue = ?1 AND qoffset >= ?2 AND folded = 0 ORDER BY qoffset LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![queue, from as i64, limit.min(i64::MAX as usize) as i64], |r| {
-        Ok(QueuedTask {
-            at: TaskRef { queue, offset: r.get::<_, i64>(0)? as u64 },
-            batch: r.get::<_, i64>(1)? as u64,
-            kind: super::kind_from_code(r.get(2)?)?,
-            target: r.get(3)?,
-            soft: r.get(4)?,
-            size_bytes: r.get::<_, i64>(5)? as u64,
-            host: r.get(6)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut out = Vec::new();
+    let mut next = from;
+    while out.len() < limit {
+        let chunks = read_chunks(conn, queues, queue, next, (limit - out.len()).min(10_000))?;
+        let Some(last) = chunks.last().map(|c| c.last) else { break };
+        for chunk in chunks {
+            let tasks = edgepurge_wire::decode_tasks(&chunk.encoded).map_err(|e| Error::Backend(Box::new(e)))?;
+            for (offset, task) in (chunk.first..).zip(tasks) {
+                if offset >= from && out.len() < limit {
+                    out.push(QueuedTask {
+                        at: TaskRef { queue, offset },
+                        batch: chunk.batch,
+                        kind: task.kind.into(),
+                        target: task.target,
+                        soft: task.soft,
+                        size_bytes: task.size_bytes,
+                        host: task.host,
+                    });
+                }
+            }
+        }
+        next = last + 1;
+    }
+    Ok(out)
 }
 
 /// Whole chunks of `queue` from the one holding `from` (see `QueueStore::read_chunks`).
@@ -246,17 +275,25 @@ pub fn read_chunks(conn: &Connection, queues: u32, queue: u32, from: u64, max_ta
     Ok(out)
 }
 
-/// The running byte total of `queue` through `offset` (which must be retained, or `first - 1`).
+/// The running byte total of `queue` through `offset` (which must be retained, or `first - 1`):
+/// the total of the chunk holding it, less the tasks after it in that chunk.
 fn cum_bytes_at(conn: &Connection, queue: u32, offset: u64, row: &QueueRow, trimmed_bytes: u64) -> Result<u64> {
     if offset + 1 == row.first {
         return Ok(trimmed_bytes);
     }
-    let cum: i64 = conn.query_row(
-        "SELECT cum_bytes FROM tasks WHERE queue = ?1 AND qoffset = ?2 AND folded = 0",
-        params![queue, offset as i64],
-        |r| r.get(0),
-    )?;
-    Ok(cum as u64)
+    let (first, last, cum, encoded): (i64, i64, i64, Vec<u8>) = conn
+        .prepare_cached(
+            "SELECT first, last, cum_bytes, encoded FROM chunks WHERE queue = ?1 AND first <= ?2
+             ORDER BY first DESC LIMIT 1",
+        )?
+        .query_row(params![queue, offset as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    let (first, last, cum) = (first as u64, last as u64, cum as u64);
+    if offset >= last {
+        return Ok(cum);
+    }
+    let tasks = edgepurge_wire::decode_tasks(&encoded).map_err(|e| Error::Backend(Box::new(e)))?;
+    let after: u64 = tasks.iter().skip((offset + 1 - first) as usize).map(|t| t.size_bytes).sum();
+    Ok(cum - after)
 }
 
 /// Tasks and bytes above `after` (see `QueueStore::pending`).

@@ -113,6 +113,13 @@ CREATE TABLE edge_events (
 CREATE UNIQUE INDEX edge_events_once ON edge_events (edge, at, message);
 ";
 
+/// Version 4 (issue 15, chunks): the queue log as chunk rows (`chunks::SCHEMA`), and whether a
+/// batch's task rows are written yet (`index`: a large batch's rows follow its commit).
+const V4: &str = "
+ALTER TABLE batches ADD COLUMN indexed INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX batches_unindexed ON batches (id) WHERE indexed = 0;
+";
+
 /// A read-only connection to the prepared database at `path` (the store's read pool).
 pub fn open_reader(path: &std::path::Path) -> Result<Connection> {
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -153,8 +160,12 @@ pub fn prepare(conn: &mut Connection, queues: u32) -> Result<String> {
     }
     if found < 4 {
         tx.execute_batch(super::chunks::SCHEMA)?;
+        tx.execute_batch(V4)?;
         super::chunks::backfill(&tx)?;
     }
+    // Task rows of a large batch are written after its commit (see `index`): a crash in between
+    // leaves them to write now, before anything reads or writes the file.
+    super::index::write_pending(&tx)?;
     // Later versions add `if found < 5 { ... }` here, each step in this same transaction.
     tx.pragma_update(None, "user_version", VERSION)?;
 

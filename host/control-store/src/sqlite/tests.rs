@@ -184,7 +184,11 @@ async fn version_3_files_gain_chunks_of_their_retained_log() {
         store.trim(0, 200).await.unwrap();
         let chunks = store.read_chunks(0, 200, usize::MAX).await.unwrap();
         let conn = store.conn.lock().unwrap();
-        conn.execute_batch("DROP TABLE chunks; PRAGMA user_version = 3;").unwrap();
+        conn.execute_batch(
+            "DROP TABLE chunks; DROP INDEX batches_unindexed; ALTER TABLE batches DROP COLUMN indexed;
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
         chunks
     };
     let store = SqliteStore::open(&path, 1).unwrap();

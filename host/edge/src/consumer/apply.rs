@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 
 use super::{now_ms, persisted_policy_paths, Inner};
 use crate::metrics::ControlMetrics;
-use crate::operations::{apply_task, TaskError};
+use crate::operations::{apply_owned, TaskError};
 use crate::receive_buffer::{BufferError, Pending};
 use crate::state::Shared;
 
@@ -179,7 +179,7 @@ fn unreadable(
 /// Applies one task (counting it); `Err` is the reason it failed (it still counts as applied).
 async fn apply_one(shared: &Arc<Shared>, task: Task) -> Result<(), String> {
     ControlMetrics::add(&shared.metrics.control.tasks_applied, 1);
-    match apply_task(shared, &task).await {
+    match apply_owned(shared, task, false).await {
         Ok(applied) => match &applied.warmed {
             Some(warmed) if warmed.status >= 500 => Err(format!(
                 "warming {} failed: the edge answered {} ({})",
