@@ -1,5 +1,6 @@
 //! Applying what control sent: one worker per (node, queue) takes tasks from the receive buffer
-//! in offset order and applies them through the same path as `POST /purge`, then advances the
+//! (or, when it keeps up, the same chunks held in memory by the receive path: `fresh`) in offset
+//! order and applies them through the same path as `POST /purge`, then advances the
 //! applied watermark durably and asks the node's connection for an Ack. Queues run concurrently,
 //! each strictly in order; workers sleep on a [`Notify`] the receive path wakes, never polling.
 //!
@@ -57,13 +58,22 @@ pub(super) fn wake(inner: &Arc<Inner>, key: &str, queue: QueueId) {
 /// Applies (`key`, `queue`) in offset order until the consumer stops.
 async fn worker(inner: Arc<Inner>, key: String, queue: QueueId, notify: Arc<Notify>) {
     let mut delay = RETRY_MIN;
+    // The offset after the last round recorded, once known: the chunks the receive path holds
+    // from there are taken from memory (see `fresh`), anything else is read from the buffer.
+    let mut next: Option<Offset> = None;
     while !inner.stopped() {
-        let (k, q) = (key.clone(), queue);
-        let (buffer_id, batch) = match inner.buffer.call(move |b| Ok((b.id(), b.pending(&k, q, BATCH)?))).await {
-            Ok(read) => read,
-            Err(e) => {
-                retry_later(&inner, &key, queue, "read", &e, &mut delay, &notify).await;
-                continue;
+        let in_use = *inner.resets.borrow();
+        let fresh = next.map(|n| inner.fresh.take(&key, queue, n, in_use, BATCH as u64)).unwrap_or_default();
+        let (buffer_id, batch) = if !fresh.is_empty() {
+            (in_use, fresh)
+        } else {
+            let (k, q) = (key.clone(), queue);
+            match inner.buffer.call(move |b| Ok((b.id(), b.pending(&k, q, BATCH)?))).await {
+                Ok(read) => read,
+                Err(e) => {
+                    retry_later(&inner, &key, queue, "read", &e, &mut delay, &notify).await;
+                    continue;
+                }
             }
         };
         let Some(last) = batch.last().map(|chunk| chunk.last) else {
@@ -103,12 +113,13 @@ async fn worker(inner: Arc<Inner>, key: String, queue: QueueId, notify: Arc<Noti
         });
         match recorded.await {
             Ok(true) => {
+                next = Some(last + 1);
                 delay = RETRY_MIN;
                 let count = inner.buffer.call(|b| Ok(b.used())).await.unwrap_or(0);
                 metrics.buffer_bytes.store(count, Ordering::Relaxed);
                 inner.link(&key).ack.notify_one();
             }
-            Ok(false) => {}
+            Ok(false) => next = None,
             // Not durable: the batch is applied again after this error clears (purges are
             // idempotent), so the failures are reported then.
             Err(e) => retry_later(&inner, &key, queue, "record applied tasks in", &e, &mut delay, &notify).await,
@@ -205,6 +216,7 @@ pub(super) async fn trimmed(
         "control trimmed tasks this edge had not received: purged everything (hard) and continuing from there"
     );
     ControlMetrics::add(&inner.metrics().trimmed, 1);
+    inner.fresh.forget(key);
     let k = key.to_owned();
     inner.buffer.call(move |b| b.trimmed(&k, queue, first_retained, now_ms())).await?;
     inner.update_buffer_gauge().await;
@@ -226,6 +238,7 @@ pub(super) async fn log(
         return inner.buffer.call(move |b| b.set_log_id(&k, &id)).await;
     };
     inner.shared.store.purge(&Scope::Everything, PurgeMode::Hard);
+    inner.fresh.forget(key);
     tracing::error!(
         node = %key, %log_id, %reason,
         "control refused this edge's positions: purged everything (hard) and continuing from the log's start"

@@ -32,6 +32,7 @@ use tokio_rustls::TlsConnector;
 use super::{apply, now_ms, Inner, Link};
 use crate::config::ControlNode;
 use crate::metrics::ControlMetrics;
+use crate::receive_buffer::{Pending, PendingChunk};
 
 /// The content type of the frame streams.
 pub const CONTENT_TYPE: &str = "application/x-edgepurge-frames";
@@ -374,13 +375,22 @@ async fn handle(
             let k = key.to_owned();
             // The chunk as control encoded it: the body's tail (it decoded as this frame).
             let chunk = tasks_payload(&body).map(|(_, _, chunk)| body.slice_ref(chunk));
-            let stored = inner
+            let (stored, buffer_id, mut tasks) = inner
                 .buffer
-                .call(move |b| match chunk {
-                    Some(chunk) => b.store_chunk(&k, queue, first_offset, &chunk, &tasks),
-                    None => b.store(&k, queue, first_offset, &tasks),
+                .call(move |b| {
+                    let stored = match chunk {
+                        Some(chunk) => b.store_chunk(&k, queue, first_offset, &chunk, &tasks)?,
+                        None => b.store(&k, queue, first_offset, &tasks)?,
+                    };
+                    Ok((stored, b.id(), tasks))
                 })
                 .await?;
+            if stored.inserted > 0 {
+                tasks.drain(..stored.duplicates as usize);
+                let from = stored.received + 1 - stored.inserted;
+                let chunk = PendingChunk { from, last: stored.received, tasks: Pending::Tasks(tasks) };
+                inner.fresh.offer(key, queue, buffer_id, chunk);
+            }
             let metrics = inner.metrics();
             ControlMetrics::add(&metrics.tasks_received, stored.inserted);
             ControlMetrics::add(&metrics.duplicates, stored.duplicates);

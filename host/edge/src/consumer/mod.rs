@@ -6,6 +6,7 @@
 //!   events), with [`crate::control_status`] what `GET /control` reports.
 //! - `connection` — one task per node: connect, `Hello` with the resume offsets, store `Tasks`
 //!   before acknowledging them, heartbeats, reconnect with back-off.
+//! - `fresh` — decoded chunks handed from the receive path to the appliers in memory.
 //! - `apply` — one worker per (node, queue), woken by the receive path, applying in offset order
 //!   through the same path as `POST /purge`; unreadable rows; policy frames; `Trimmed`.
 //! - `recovery` — a damaged receive buffer: moved aside, everything purged, a fresh buffer
@@ -15,6 +16,7 @@
 
 mod apply;
 mod connection;
+mod fresh;
 mod recovery;
 
 use std::collections::HashMap;
@@ -53,6 +55,8 @@ struct Inner {
     status: Arc<ControlStatus>,
     links: Mutex<HashMap<String, Arc<Link>>>,
     appliers: Mutex<HashMap<(String, QueueId), Arc<Notify>>>,
+    /// Decoded chunks from the receive path for the appliers (see `fresh`).
+    fresh: fresh::Fresh,
     tasks: Mutex<JoinSet<()>>,
     stop: watch::Receiver<bool>,
     /// The [`ReceiveBuffer::id`](crate::receive_buffer::ReceiveBuffer::id) of the buffer in use
@@ -142,6 +146,7 @@ impl Consumer {
             status,
             links: Mutex::default(),
             appliers: Mutex::default(),
+            fresh: fresh::Fresh::default(),
             tasks: Mutex::new(JoinSet::new()),
             stop: stop_rx,
             resets: Arc::new(watch::channel(buffer_id).0),
