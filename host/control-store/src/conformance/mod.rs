@@ -58,6 +58,7 @@ macro_rules! conformance_tests {
             failures_are_counted_per_edge_and_batch,
             edges_after_acceptance_or_decommissioned_do_not_count,
             records_by_url_prefix_tag_host_with_paging,
+            a_large_batch_is_recorded_as_soon_as_it_is_accepted,
             folding_finds_undelivered_tasks_only,
             trimming_below_lowest_watermark,
             edge_reports_and_policy_are_recorded,

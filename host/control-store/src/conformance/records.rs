@@ -305,3 +305,26 @@ pub async fn tokens_are_found_by_hash_only<H: Harness>(h: &H) {
     assert!(!store.delete_token("ci").await.unwrap());
     assert_eq!(store.find_token(TokenHash::of("s3cret-plain-token")).await.unwrap(), None);
 }
+
+/// A large batch (its task rows may be written after the append returns) is in the records and
+/// takes failure reports as soon as `append` has returned, and its tasks read back in order.
+pub async fn a_large_batch_is_recorded_as_soon_as_it_is_accepted<H: Harness>(h: &H) {
+    let store = h.create(2).await;
+    store.register_edge("e1", 1).await.unwrap();
+    let mut tasks = urls(0, "big", 3000);
+    tasks.extend(urls(1, "other", 2000));
+    let appended = store.append(batch("alice", 5), tasks).await.unwrap();
+    // At once: a failure of a task deep in the batch, and a query for another.
+    store.report_failure("e1", 1, 1500, "origin said 503", 6).await.unwrap();
+    let url = RecordQuery::Url { url: "https://h.example/big/2999".into(), host: "h.example".into() };
+    let got = all_records(&store, url, 10).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].batch, got[0].carried_by), (appended.batch.id, TaskRef { queue: 0, offset: 3000 }));
+    let progress = store.progress(appended.batch.id).await.unwrap().unwrap();
+    assert_eq!(progress.edges[0].failed, 1);
+    assert_eq!(progress.failures[0].task, TaskRef { queue: 1, offset: 1500 });
+    assert_eq!(progress.failures[0].target, "https://h.example/other/1499");
+    let read = store.read(1, 1999, 10).await.unwrap();
+    assert_eq!(read.iter().map(|t| t.at.offset).collect::<Vec<_>>(), vec![1999, 2000]);
+    assert_eq!(read[1].target, "https://h.example/other/1999");
+}
