@@ -5,8 +5,6 @@
 //! too), so control stores exactly the keys the edge stores and purges (scheme-independent
 //! `http://` URLs, ARCHITECTURE invariant 6).
 
-use std::collections::HashSet;
-
 use edgepurge_control_store::ApiToken;
 use edgepurge_purge_model::{normalize_task_owned, PurgeError};
 use edgepurge_sdk::{Task, TaskKind};
@@ -123,7 +121,8 @@ impl<'a> TaskBuilder<'a> {
             return Err(Error::Invalid("the batch is empty: give at least one URL, prefix, tag or host".into()));
         }
         let keep: Vec<bool> = {
-            let mut seen: HashSet<(TaskKind, &str)> = HashSet::with_capacity(self.tasks.len());
+            let mut seen: ahash::HashSet<(TaskKind, &str)> =
+                ahash::HashSet::with_capacity_and_hasher(self.tasks.len(), ahash::RandomState::new());
             self.tasks.iter().map(|t| seen.insert((t.kind, t.target.as_str()))).collect()
         };
         let mut keep = keep.into_iter();

@@ -6,7 +6,9 @@
 //! out again, by pointer, so a newer entry under the same key is never removed by mistake.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use ahash::RandomState;
 use std::sync::Arc;
 
 use parking_lot::Mutex;

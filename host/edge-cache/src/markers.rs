@@ -17,7 +17,8 @@
 //! start of a pass, applies it to every entry (removing hard-purged ones, flagging soft-purged
 //! ones) and drops it, in O(1), when the pass completes.
 
-use std::collections::HashMap;
+/// Keyed at random per process (see the dependency's note in Cargo.toml).
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
 use crate::{PurgeMode, Scope};
 
