@@ -74,3 +74,31 @@ async fn a_bulk_body_over_the_byte_limit_is_refused() {
     assert_eq!(c.queued().await, 0);
     c.stop().await;
 }
+
+/// Issue 15: a million-line body with a bad line at 734,512 is refused naming the line, nothing of
+/// it is queued, and a large batch accepted before it (chunks and deferred index rows) is intact:
+/// all its tasks queued and found in the records.
+#[tokio::test]
+async fn a_bad_line_deep_in_a_million_line_body_queues_nothing_of_it() {
+    let c = ControlTest::new().start().await.unwrap();
+    let t = c.token("t", &["a.com"], false).await;
+    let before: String = (0..20_000).map(|i| format!("http://a.com/kept/{i}\n")).collect();
+    let r = c.bulk(&t, "text/plain", before).await;
+    assert_eq!((r.status, r.json["tasks"].as_u64()), (202, Some(20_000)), "{r:?}");
+    let mut body = String::with_capacity(30 * 1_000_000);
+    for i in 1..=1_000_000u32 {
+        if i == 734_512 {
+            body.push_str("http://a.com/has space\n");
+        } else {
+            body.push_str(&format!("http://a.com/x/{i}\n"));
+        }
+    }
+    let r = c.bulk(&t, "text/plain", body).await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.error().starts_with("line 734512:"), "{}", r.error());
+    assert_eq!(c.queued().await, 20_000, "the earlier batch is all there, nothing of the refused one");
+    let records = c.send("GET", "/v1/records?url=http://a.com/kept/19999", Some(&t), &[], "").await;
+    assert_eq!(records.status, 200, "{records:?}");
+    assert_eq!(records.json["entries"].as_array().map(Vec::len), Some(1), "{}", records.json);
+    c.stop().await;
+}

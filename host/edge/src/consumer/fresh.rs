@@ -19,10 +19,13 @@ use crate::receive_buffer::PendingChunk;
 /// At most this many tasks are held per (node, queue); beyond, chunks are left to the buffer.
 const MAX_HELD: u64 = 16_000;
 
-/// The chunks held, per (node key, queue), each with the id of the buffer it was written to.
+/// One (node key, queue)'s held chunks, each with the id of the buffer it was written to.
+type Held = VecDeque<(u64, PendingChunk)>;
+
+/// The chunks held, per (node key, queue).
 #[derive(Default)]
 pub(super) struct Fresh {
-    held: Mutex<HashMap<(String, QueueId), VecDeque<(u64, PendingChunk)>>>,
+    held: Mutex<HashMap<(String, QueueId), Held>>,
 }
 
 impl Fresh {
