@@ -3,12 +3,18 @@
 //!
 //! A large batch (at least [`DEFER_MIN`] tasks, none folded into an earlier task) is accepted
 //! when its batch row, spans and chunks commit: the 202 goes out then, and its task rows are
-//! written right after, in a second transaction on the same connection, before the writer lock is
-//! released ([`write_deferred`]): every later write (an edge's failure report, the next batch)
-//! finds them, and record queries wait for them (`SqliteStore`'s index gate). Writing a million
-//! index rows took three quarters of the accept time (issue 15's profile). The batch row says
-//! whether its rows are written (`indexed`); after a crash between the two transactions the open
-//! writes them from the batch's chunks ([`write_pending`]), which hold every task of such a batch.
+//! written right after, in transactions of [`PIECE`] rows, taking the writer lock for each, so an
+//! edge's acks (watermarks) go on being written in between and progress keeps moving. Writing a
+//! million index rows took three quarters of the accept time (issue 15's profile).
+//!
+//! The batch row says whether its rows are written (`indexed`). Their ids are fixed by the batch
+//! (`first_task` on, in queue then offset order: the order of its chunks), so writing them is
+//! idempotent (`INSERT OR IGNORE`) and anyone may finish the job: a failure report for one of
+//! its tasks, the next append and the next open each call [`write_pending`], which writes every
+//! unindexed batch's rows from its chunks (the chunks of such a batch hold all its tasks).
+//! Record queries wait until none is left (`SqliteStore`'s index gate).
+
+use std::sync::Mutex;
 
 use rusqlite::{params, Connection, Transaction};
 
@@ -26,15 +32,39 @@ pub fn defers(tasks: &[NewTask]) -> bool {
     tasks.len() >= DEFER_MIN && tasks.iter().all(|t| matches!(t.placement, Placement::Queue(_)))
 }
 
-/// Writes the task rows of `tasks` placed as `placed` says.
-pub fn insert_rows(tx: &Transaction<'_>, tasks: &[NewTask], placed: &Deferred) -> Result<()> {
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO tasks (id, batch, queue, qoffset, folded, kind, target, soft, size_bytes, cum_bytes, host)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?;
-    for (i, (task, &(queue, offset, folded, cum))) in tasks.iter().zip(&placed.placed).enumerate() {
+/// Rows per transaction when a deferred batch's rows are written after its commit.
+pub const PIECE: usize = 50_000;
+
+const INSERT: &str = "INSERT OR IGNORE INTO tasks
+    (id, batch, queue, qoffset, folded, kind, target, soft, size_bytes, cum_bytes, host)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
+/// The order of a batch's task rows: its queued tasks by (queue, offset), the order of its chunks
+/// and so of [`write_pending`]; then its folded tasks in request order. Row `first_task + i` is
+/// task `order[i]`.
+pub fn row_order(placed: &Deferred) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..placed.placed.len()).collect();
+    order.sort_by_key(|&i| {
+        let (queue, offset, folded, _) = placed.placed[i];
+        (folded, if folded { 0 } else { queue }, if folded { i as u64 } else { offset })
+    });
+    order
+}
+
+/// Writes rows `order[range]` of `tasks` placed as `placed` says.
+pub fn insert_rows(
+    tx: &Transaction<'_>,
+    tasks: &[NewTask],
+    placed: &Deferred,
+    order: &[usize],
+    range: std::ops::Range<usize>,
+) -> Result<()> {
+    let mut insert = tx.prepare_cached(INSERT)?;
+    for row in range {
+        let i = order[row];
+        let (task, &(queue, offset, folded, cum)) = (&tasks[i], &placed.placed[i]);
         insert.execute(params![
-            placed.first_task + i as i64,
+            placed.first_task + row as i64,
             placed.batch as i64,
             queue,
             offset as i64,
@@ -50,17 +80,29 @@ pub fn insert_rows(tx: &Transaction<'_>, tasks: &[NewTask], placed: &Deferred) -
     Ok(())
 }
 
-/// Writes a deferred batch's task rows and marks it indexed, in one transaction.
-pub fn write_deferred(conn: &mut Connection, tasks: &[NewTask], deferred: &Deferred) -> Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    insert_rows(&tx, tasks, deferred)?;
-    tx.execute("UPDATE batches SET indexed = 1 WHERE id = ?1", [deferred.batch as i64])?;
-    tx.commit()?;
-    Ok(())
+/// Writes a deferred batch's task rows, [`PIECE`] rows per transaction, locking the writer
+/// connection `conn` for each, and marks the batch indexed with the last piece.
+pub fn write_deferred(conn: &Mutex<Connection>, tasks: &[NewTask], deferred: &Deferred) -> Result<()> {
+    let order = row_order(deferred);
+    let mut start = 0;
+    loop {
+        let end = (start + PIECE).min(order.len());
+        // Poisoning is harmless, as in `SqliteStore::run`.
+        let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        insert_rows(&tx, tasks, deferred, &order, start..end)?;
+        if end == order.len() {
+            tx.execute("UPDATE batches SET indexed = 1 WHERE id = ?1", [deferred.batch as i64])?;
+            tx.commit()?;
+            return Ok(());
+        }
+        tx.commit()?;
+        start = end;
+    }
 }
 
-/// Writes the task rows of every batch whose rows were deferred and not written (a crash between
-/// the two transactions, or a failed second one), from its chunks; returns how many batches.
+/// Writes the task rows still missing of every batch not marked indexed (being written, or left
+/// by a crash or a failed write), from its chunks, and marks them indexed; returns how many.
 pub fn write_pending(conn: &Connection) -> Result<u64> {
     let batches: Vec<(i64, i64)> = conn
         .prepare("SELECT id, first_task FROM batches WHERE indexed = 0 ORDER BY id")?
@@ -69,10 +111,7 @@ pub fn write_pending(conn: &Connection) -> Result<u64> {
     let mut chunks = conn.prepare(
         "SELECT queue, first, cum_bytes - bytes, encoded FROM chunks WHERE batch = ?1 ORDER BY queue, first",
     )?;
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO tasks (id, batch, queue, qoffset, folded, kind, target, soft, size_bytes, cum_bytes, host)
-         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
+    let mut insert = conn.prepare_cached(INSERT)?;
     for &(batch, first_task) in &batches {
         let rows: Vec<(u32, i64, i64, Vec<u8>)> = chunks
             .query_map([batch], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
@@ -87,6 +126,7 @@ pub fn write_pending(conn: &Connection) -> Result<u64> {
                     batch,
                     queue,
                     offset,
+                    false,
                     kind_code(task.kind.into()),
                     task.target,
                     task.soft,

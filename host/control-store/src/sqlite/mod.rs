@@ -194,8 +194,8 @@ impl QueueStore for SqliteStore {
         let (answer, answered) = tokio::sync::oneshot::channel();
         tokio::task::spawn_blocking(move || {
             // Poisoning is harmless, as in `run`.
-            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let deferred = match queue::append(&mut conn, queues, &batch, &tasks) {
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let deferred = match queue::append(&mut guard, queues, &batch, &tasks) {
                 Ok((appended, deferred)) => {
                     if deferred.is_some() {
                         indexing.send_modify(|n| *n += 1);
@@ -208,10 +208,11 @@ impl QueueStore for SqliteStore {
                     None
                 }
             };
-            // Committed and answered: the task rows now, still holding the writer lock (see
-            // `index`). A failure leaves the batch unindexed, written at the next open or append.
+            drop(guard);
+            // Committed and answered: the task rows now, a piece at a time (see `index`). A
+            // failure leaves the batch unindexed: whoever needs its rows next writes them.
             if let Some(deferred) = deferred {
-                let _ = index::write_deferred(&mut conn, &tasks, &deferred);
+                let _ = index::write_deferred(&conn, &tasks, &deferred);
                 indexing.send_modify(|n| *n -= 1);
             }
         });

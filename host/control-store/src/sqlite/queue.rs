@@ -46,8 +46,14 @@ pub fn append(
         return Err(Error::EmptyBatch);
     }
     let mut rows = load_queues(&tx)?;
-    // Row ids are given, not left to SQLite, so deferred rows get the ids the batch records.
-    let first_task: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM tasks", [], |r| r.get(0))?;
+    // Row ids are given, not left to SQLite, so deferred rows get the ids the batch records; the
+    // latest batch reserved the highest (its rows may not all be written yet).
+    let first_task: i64 = tx.query_row(
+        "SELECT MAX(COALESCE((SELECT last_task FROM batches ORDER BY id DESC LIMIT 1), 0),
+                    COALESCE((SELECT MAX(id) FROM tasks), 0)) + 1",
+        [],
+        |r| r.get(0),
+    )?;
     let last_task = first_task + tasks.len() as i64 - 1;
     let defer = super::index::defers(tasks);
     tx.execute(
@@ -71,7 +77,8 @@ pub fn append(
     let deferred = if defer {
         Some(deferred)
     } else {
-        super::index::insert_rows(&tx, tasks, &deferred)?;
+        let order = super::index::row_order(&deferred);
+        super::index::insert_rows(&tx, tasks, &deferred, &order, 0..order.len())?;
         None
     };
     spans.retain(|s| s.own + s.folded > 0);

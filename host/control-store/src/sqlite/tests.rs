@@ -201,6 +201,42 @@ async fn version_3_files_gain_chunks_of_their_retained_log() {
     assert_eq!(migrated.last().unwrap().last, 1500);
 }
 
+/// A large batch's task rows written in part (a kill between pieces) are completed at open, each
+/// with the id the uninterrupted write gives it.
+#[tokio::test]
+async fn task_rows_written_in_part_are_completed_with_the_same_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("part.db");
+    let rows = |store: &SqliteStore| -> Vec<(i64, i64, i64, String, i64)> {
+        let conn = store.conn.lock().unwrap();
+        let mut stmt = conn.prepare("SELECT id, queue, qoffset, target, cum_bytes FROM tasks ORDER BY id").unwrap();
+        let all = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))).unwrap();
+        all.collect::<Result<_, _>>().unwrap()
+    };
+    let whole = {
+        let store = SqliteStore::open(&path, 2).unwrap();
+        let mut tasks = crate::conformance::urls(0, "a", 3000);
+        for (i, t) in crate::conformance::urls(1, "b", 3000).into_iter().enumerate() {
+            tasks.insert(i * 2, t);
+        }
+        store.append(crate::conformance::batch("t", 1), tasks).await.unwrap();
+        // The records wait for the rows: all of them are there once a query answers.
+        let url = RecordQuery::Url { url: "https://h.example/a/2999".into(), host: "h.example".into() };
+        assert_eq!(store.records(url, None, 10).await.unwrap().entries.len(), 1);
+        let whole = rows(&store);
+        store
+            .conn
+            .lock()
+            .unwrap()
+            .execute_batch("DELETE FROM tasks WHERE id > 2500; UPDATE batches SET indexed = 0;")
+            .unwrap();
+        whole
+    };
+    assert_eq!(whole.len(), 6000);
+    let store = SqliteStore::open(&path, 2).unwrap();
+    assert_eq!(rows(&store), whole);
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
