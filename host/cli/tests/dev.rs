@@ -207,8 +207,21 @@ fn a_purge_reaches_every_edge_and_the_next_request_is_a_miss() {
         get_demo(edge, "/");
         assert!(get_demo(edge, "/").header("cache-status").contains("; hit"));
     }
-    let id = purge(&dev, &format!("http://{HOST}/"));
     let auth = format!("Bearer {}", dev.token());
+    // A batch counts the edges registered when it is accepted: wait until both have connected
+    // (an edge serves before its first stream is up, later on a loaded machine).
+    let start = Instant::now();
+    loop {
+        let answer = request("GET", dev.api(), "/v1/edges", &[("Authorization", &auth)], "");
+        let list: Value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
+        let connected = list["edges"].as_array().map_or(0, |e| e.iter().filter(|e| e["connected"] == true).count());
+        if connected == edges.len() {
+            break;
+        }
+        assert!(start.elapsed() < PATIENCE, "the edges never all connected: {}", answer.body);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let id = purge(&dev, &format!("http://{HOST}/"));
     let start = Instant::now();
     loop {
         let answer = request("GET", dev.api(), &format!("/v1/purges/{id}"), &[("Authorization", &auth)], "");
