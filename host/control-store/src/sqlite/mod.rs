@@ -79,6 +79,13 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Resolves once the task rows of every batch appended through this store are written (a
+    /// large batch's follow its 202, see `index`): what record queries wait for, and what a clean
+    /// hand-over of the file (closing it for another process to open) should wait for.
+    pub async fn indexed(&self) {
+        let _ = self.indexing.subscribe().wait_for(|n| *n == 0).await;
+    }
+
     /// Runs `f` with the connection on the blocking pool.
     async fn run<T, F>(&self, f: F) -> Result<T>
     where
@@ -318,7 +325,7 @@ impl RecordStore for SqliteStore {
 
     async fn records(&self, query: RecordQuery, after: Option<RecordCursor>, limit: usize) -> Result<RecordPage> {
         // Batches accepted before this query are in its answer: wait for their task rows.
-        let _ = self.indexing.subscribe().wait_for(|n| *n == 0).await;
+        self.indexed().await;
         self.read_run(move |c, _| records::records(c, &query, after, limit)).await
     }
 

@@ -33,6 +33,8 @@ impl Harness for SqliteHarness {
 
     async fn reopen(&self, store: SqliteStore) -> SqliteStore {
         let (path, queues) = (store.path().to_owned(), store.queue_count());
+        // A clean restart: the writer is done with the file (a kill is `tests/crash.rs`'s).
+        store.indexed().await;
         drop(store);
         SqliteStore::open(path, queues).expect("reopen the store")
     }
