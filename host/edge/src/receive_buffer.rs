@@ -331,7 +331,7 @@ impl ReceiveBuffer {
     /// Writes a `Tasks` run in one transaction (see [`ReceiveBuffer::store_chunk`]), encoding it
     /// first: for callers holding decoded tasks only.
     pub fn store(&mut self, node: &str, queue: QueueId, first_offset: Offset, tasks: &[WireTask]) -> Result<Stored> {
-        let chunk = encode_tasks(tasks).map_err(|e| BufferError::Task(e.to_string()))?;
+        let chunk = encode_tasks(tasks).expect("WireTasks encode");
         self.store_chunk(node, queue, first_offset, &chunk, tasks)
     }
 

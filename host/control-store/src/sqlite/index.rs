@@ -41,14 +41,48 @@ const INSERT: &str = "INSERT OR IGNORE INTO tasks
 
 /// The order of a batch's task rows: its queued tasks by (queue, offset), the order of its chunks
 /// and so of [`write_pending`]; then its folded tasks in request order. Row `first_task + i` is
-/// task `order[i]`.
-pub fn row_order(placed: &Deferred) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..placed.placed.len()).collect();
+/// task `order[i]`. (A stable sort by queue is enough: a batch's offsets in one queue grow in
+/// request order.)
+pub fn row_order(deferred: &Deferred) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..deferred.placed.len()).collect();
     order.sort_by_key(|&i| {
-        let (queue, offset, folded, _) = placed.placed[i];
-        (folded, if folded { 0 } else { queue }, if folded { i as u64 } else { offset })
+        let placed = deferred.placed[i];
+        (placed.folded, if placed.folded { 0 } else { placed.queue })
     });
     order
+}
+
+/// One task row, as [`INSERT`] binds it.
+struct Row<'a> {
+    id: i64,
+    batch: i64,
+    queue: u32,
+    offset: u64,
+    folded: bool,
+    kind: crate::model::TaskKind,
+    target: &'a str,
+    soft: bool,
+    size_bytes: u64,
+    cum: u64,
+    host: &'a str,
+}
+
+/// Writes `row` with the prepared [`INSERT`].
+fn insert(stmt: &mut rusqlite::CachedStatement<'_>, row: Row<'_>) -> Result<()> {
+    stmt.execute(params![
+        row.id,
+        row.batch,
+        row.queue,
+        row.offset as i64,
+        row.folded,
+        kind_code(row.kind),
+        row.target,
+        row.soft,
+        row.size_bytes as i64,
+        row.cum as i64,
+        row.host
+    ])?;
+    Ok(())
 }
 
 /// Writes rows `order[range]` of `tasks` placed as `placed` says.
@@ -59,23 +93,26 @@ pub fn insert_rows(
     order: &[usize],
     range: std::ops::Range<usize>,
 ) -> Result<()> {
-    let mut insert = tx.prepare_cached(INSERT)?;
+    let mut stmt = tx.prepare_cached(INSERT)?;
     for row in range {
-        let i = order[row];
-        let (task, &(queue, offset, folded, cum)) = (&tasks[i], &placed.placed[i]);
-        insert.execute(params![
-            placed.first_task + row as i64,
-            placed.batch as i64,
-            queue,
-            offset as i64,
-            folded,
-            kind_code(task.kind),
-            task.target,
-            task.soft,
-            task.size_bytes as i64,
-            cum as i64,
-            task.host
-        ])?;
+        let (task, at) = (&tasks[order[row]], placed.placed[order[row]]);
+        let id = placed.first_task + row as i64;
+        insert(
+            &mut stmt,
+            Row {
+                id,
+                batch: placed.batch as i64,
+                queue: at.queue,
+                offset: at.offset,
+                folded: at.folded,
+                kind: task.kind,
+                target: &task.target,
+                soft: task.soft,
+                size_bytes: task.size_bytes,
+                cum: at.cum,
+                host: &task.host,
+            },
+        )?;
     }
     Ok(())
 }
@@ -111,29 +148,33 @@ pub fn write_pending(conn: &Connection) -> Result<u64> {
     let mut chunks = conn.prepare(
         "SELECT queue, first, cum_bytes - bytes, encoded FROM chunks WHERE batch = ?1 ORDER BY queue, first",
     )?;
-    let mut insert = conn.prepare_cached(INSERT)?;
+    let mut stmt = conn.prepare_cached(INSERT)?;
     for &(batch, first_task) in &batches {
         let rows: Vec<(u32, i64, i64, Vec<u8>)> = chunks
             .query_map([batch], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<rusqlite::Result<_>>()?;
         let mut id = first_task;
-        for (queue, first, mut cum, encoded) in rows {
+        for (queue, first, cum_before, encoded) in rows {
             let tasks = edgepurge_wire::decode_tasks(&encoded).map_err(|e| Error::Backend(Box::new(e)))?;
-            for (offset, task) in (first..).zip(tasks) {
-                cum += task.size_bytes as i64;
-                insert.execute(params![
+            let mut cum = cum_before as u64;
+            for (offset, task) in (first as u64..).zip(tasks) {
+                cum += task.size_bytes;
+                let (target, host) = (task.target.as_str(), task.host.as_str());
+                let kind = task.kind.into();
+                let row = Row {
                     id,
                     batch,
                     queue,
                     offset,
-                    false,
-                    kind_code(task.kind.into()),
-                    task.target,
-                    task.soft,
-                    task.size_bytes as i64,
+                    folded: false,
+                    kind,
+                    target,
+                    soft: task.soft,
+                    size_bytes: task.size_bytes,
                     cum,
-                    task.host
-                ])?;
+                    host,
+                };
+                insert(&mut stmt, row)?;
                 id += 1;
             }
         }

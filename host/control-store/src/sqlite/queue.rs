@@ -115,16 +115,28 @@ pub fn append(
     Ok((Appended { batch, created: true }, deferred))
 }
 
-/// Where each task of an appended batch went: (queue, offset, folded, the queue's running byte
-/// total through it or 0 when folded), in task order; with the batch and its first row id, what
-/// its task rows are written from.
+/// Where one task of an appended batch went.
+#[derive(Debug, Clone, Copy)]
+pub struct Placed {
+    /// Its queue.
+    pub queue: u32,
+    /// Its own offset, or the offset of the task that carries it.
+    pub offset: u64,
+    /// Folded into the task at `offset`.
+    pub folded: bool,
+    /// The queue's running byte total through it (0 when folded).
+    pub cum: u64,
+}
+
+/// An appended batch's placements (per task, in request order) with the batch and its first row
+/// id: what its task rows are written from (`index`, which fixes their order).
 pub struct Deferred {
     /// The batch.
     pub batch: u64,
-    /// The row id of its first task (the others follow in task order).
+    /// The row id of its first task row.
     pub first_task: i64,
-    /// Per task, in order.
-    pub placed: Vec<(u32, u64, bool, u64)>,
+    /// Per task, in request order.
+    pub placed: Vec<Placed>,
 }
 
 /// Places each task (a queue offset, or the task that carries it) and writes the queued ones as
@@ -137,7 +149,7 @@ fn place_tasks(
     tasks: &[NewTask],
     rows: &mut [QueueRow],
     spans: &mut [QueueSpan],
-) -> Result<Vec<(u32, u64, bool, u64)>> {
+) -> Result<Vec<Placed>> {
     let queues = rows.len() as u32;
     let mut placed = Vec::with_capacity(tasks.len());
     let mut chunks = ChunkWriter::new(tx, batch, tenant, rows.len())?;
@@ -155,7 +167,7 @@ fn place_tasks(
                 span.last = offset;
                 span.own += 1;
                 chunks.push(queue, offset, row.total_bytes, task)?;
-                (queue, offset, false, row.total_bytes)
+                Placed { queue, offset, folded: false, cum: row.total_bytes }
             }
             Placement::FoldInto(at) => {
                 let row = rows.get(at.queue as usize).ok_or(Error::NoSuchQueue { queue: at.queue, queues })?;
@@ -167,7 +179,7 @@ fn place_tasks(
                 let span = &mut spans[at.queue as usize];
                 span.folded += 1;
                 span.folded_last = span.folded_last.max(at.offset);
-                (at.queue, at.offset, true, 0)
+                Placed { queue: at.queue, offset: at.offset, folded: true, cum: 0 }
             }
         });
     }
