@@ -15,7 +15,7 @@
 //!   query mode merges several URLs into one object: its canonical URL.
 
 use edgepurge_sdk::{Task, TaskKind};
-use edgepurge_url::{NormalizedPrefix, NormalizedUrl, UrlError};
+use edgepurge_url::{NormalizedPrefix, NormalizedUrl, Refused, UrlError};
 
 /// Why a task was refused.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,17 @@ pub fn cache_url(input: &str) -> Result<NormalizedUrl, UrlError> {
         Some(rest) => edgepurge_url::normalize(&format!("http://{rest}")),
         None => Ok(url),
     }
+}
+
+/// [`cache_url`] of a string the caller gives up: a target already in cache form (what control
+/// sends every edge) is kept as it is, without a copy.
+pub fn cache_url_owned(input: String) -> Result<NormalizedUrl, Refused> {
+    let url = edgepurge_url::normalize_owned(input)?;
+    let Some(rest) = url.as_str().strip_prefix("https://") else {
+        return Ok(url);
+    };
+    edgepurge_url::normalize_owned(format!("http://{rest}"))
+        .map_err(|refused| Refused { error: refused.error, input: url.into_string() })
 }
 
 /// A URL prefix normalised as the edge stores URLs ([`cache_url`]).
@@ -72,10 +83,7 @@ pub fn normalize_task(task: &Task) -> Result<Task, PurgeError> {
 /// (the bulk path at control and the applier at the edge normalise a million tasks at a time).
 pub fn normalize_task_owned(mut task: Task) -> Result<Task, PurgeError> {
     let normalized = match task.kind {
-        TaskKind::Url | TaskKind::Warm => cache_url(&task.target).map(|url| {
-            let host = url.host().to_owned();
-            (url.into_string(), host)
-        }),
+        TaskKind::Url | TaskKind::Warm => return normalize_url_task(task),
         TaskKind::Prefix => cache_prefix(&task.target).map(|prefix| {
             let host = prefix.host().to_owned();
             (prefix.into_string(), host)
@@ -93,6 +101,25 @@ pub fn normalize_task_owned(mut task: Task) -> Result<Task, PurgeError> {
             Ok(task)
         }
         Err(e) => Err(invalid(&task, e.to_string())),
+    }
+}
+
+/// A URL or warm task's target in cache form. The target moves into the normaliser and back (no
+/// copy when it is in cache form already, as control sends it to every edge); the host is
+/// rewritten only when it is not the URL's already.
+fn normalize_url_task(mut task: Task) -> Result<Task, PurgeError> {
+    match cache_url_owned(std::mem::take(&mut task.target)) {
+        Ok(url) => {
+            if task.host != url.host() {
+                task.host = url.host().to_owned();
+            }
+            task.target = url.into_string();
+            Ok(task)
+        }
+        Err(refused) => {
+            task.target = refused.input;
+            Err(invalid(&task, refused.error.to_string()))
+        }
     }
 }
 
@@ -126,6 +153,20 @@ mod tests {
         let err = normalize_task(&task(TaskKind::Url, "/relative")).unwrap_err().to_string();
         assert!(err.contains("invalid url target `/relative`"), "{err}");
         assert!(normalize_task(&task(TaskKind::Tag, "")).is_err());
+    }
+
+    #[test]
+    fn owned_normalisation_keeps_cache_forms_and_names_refused_targets() {
+        // In cache form already (as control sends it): kept, and a wrong host is corrected.
+        let t = Task { host: "other.example".into(), ..task(TaskKind::Url, "http://a.com/x?y=1") };
+        let t = normalize_task_owned(t).unwrap();
+        assert_eq!((t.target.as_str(), t.host.as_str()), ("http://a.com/x?y=1", "a.com"));
+        let t = normalize_task_owned(task(TaskKind::Warm, "https://a.com:8443/x")).unwrap();
+        assert_eq!((t.target.as_str(), t.host.as_str()), ("http://a.com:8443/x", "a.com"));
+        // A refused target is named in the error as it was given.
+        let e = normalize_task_owned(task(TaskKind::Url, "http://a b/")).unwrap_err();
+        assert!(e.to_string().contains("http://a b/"), "{e}");
+        assert_eq!(cache_url_owned("https://A.com/x".into()).unwrap(), cache_url("https://A.com/x").unwrap());
     }
 
     #[test]

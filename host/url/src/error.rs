@@ -132,3 +132,13 @@ mod tests {
         assert_eq!(UrlError::from_parse(url::ParseError::RelativeUrlWithoutBase), UrlError::NotAbsolute);
     }
 }
+
+/// A refused [`crate::normalize_owned`]: why, and the input given back to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{error}")]
+pub struct Refused {
+    /// Why the input is not a URL this crate accepts.
+    pub error: UrlError,
+    /// The input, unchanged.
+    pub input: String,
+}

@@ -102,7 +102,7 @@ mod normalize;
 mod normalized;
 mod query;
 
-pub use error::UrlError;
+pub use error::{Refused, UrlError};
 pub use normalized::{NormalizedPrefix, NormalizedUrl};
 pub use query::{QueryMode, UnknownQueryMode};
 
@@ -150,6 +150,12 @@ impl Normalizer {
         normalize::url(input, self.max_len)
     }
 
+    /// [`normalize`](Self::normalize) of a string the caller gives up: one already in normal form
+    /// is returned as it is, without a copy.
+    pub fn normalize_owned(&self, input: String) -> Result<NormalizedUrl, Refused> {
+        normalize::url_owned(input, self.max_len)
+    }
+
     /// Normalises a full URL given as bytes, refusing invalid UTF-8 (the length is checked
     /// first, so a huge input costs nothing).
     pub fn normalize_bytes(&self, input: &[u8]) -> Result<NormalizedUrl, UrlError> {
@@ -176,6 +182,18 @@ impl Normalizer {
 /// ```
 pub fn normalize(input: &str) -> Result<NormalizedUrl, UrlError> {
     Normalizer::default().normalize(input)
+}
+
+/// [`normalize`] of a string the caller gives up (no copy when it is already in normal form).
+///
+/// ```
+/// assert_eq!(edgepurge_url::normalize_owned("http://a.com/x".to_owned()).unwrap(), "http://a.com/x");
+/// assert_eq!(edgepurge_url::normalize_owned("HTTP://A.com/x".to_owned()).unwrap(), "http://a.com/x");
+/// let refused = edgepurge_url::normalize_owned("http://a b/".to_owned()).unwrap_err();
+/// assert_eq!(refused.input, "http://a b/");
+/// ```
+pub fn normalize_owned(input: String) -> Result<NormalizedUrl, Refused> {
+    Normalizer::default().normalize_owned(input)
 }
 
 /// Normalises a full URL given as bytes with the default limit, refusing invalid UTF-8.

@@ -30,7 +30,23 @@ pub struct NormalizedUrl {
     query_at: Option<usize>,
 }
 
+/// Where the parts of a normalised URL string are (byte offsets), for [`NormalizedUrl::from_layout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub scheme_end: usize,
+    pub host_end: usize,
+    pub port: Option<u16>,
+    pub path_start: usize,
+    pub query_at: Option<usize>,
+}
+
 impl NormalizedUrl {
+    /// Takes `s`, already in normal form with its parts at `layout`, as it is.
+    pub(crate) fn from_layout(s: String, layout: Layout) -> Self {
+        let Layout { scheme_end, host_end, port, path_start, query_at } = layout;
+        NormalizedUrl { s, scheme_end, host_end, port, path_start, query_at }
+    }
+
     /// Assembles the string from already-normalised parts.
     pub(crate) fn from_parts(scheme: &str, host: &str, port: Option<u16>, path: &str, query: Option<&str>) -> Self {
         let mut s = String::with_capacity(scheme.len() + host.len() + path.len() + 16);

@@ -16,7 +16,7 @@
 
 use std::sync::Mutex;
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::kind_code;
 use super::queue::Deferred;
@@ -65,6 +65,45 @@ struct Row<'a> {
     size_bytes: u64,
     cum: u64,
     host: &'a str,
+}
+
+/// The id of the row of the task at `offset` in `queue` (not a folded one), if it is written.
+///
+/// Found from the batch's span in that queue without an index on `tasks`: a batch's own tasks
+/// in a queue have consecutive offsets, and its rows are numbered by queue, then offset
+/// ([`row_order`]), so the row is `first_task` + the batch's own tasks in lower queues + the
+/// offset's place in the span. The row found is checked; rows numbered otherwise (batches of
+/// files from before version 4) are looked for among the batch's rows.
+pub fn task_at(conn: &Connection, queue: u32, offset: u64) -> Result<Option<i64>> {
+    let span: Option<(i64, i64, i64, i64, bool, i64)> = conn
+        .prepare_cached(
+            "SELECT s.batch, s.first, b.first_task, b.last_task, b.indexed,
+                    (SELECT COALESCE(SUM(own), 0) FROM batch_queues WHERE batch = s.batch AND queue < s.queue)
+             FROM batch_queues s JOIN batches b ON b.id = s.batch
+             WHERE s.queue = ?1 AND s.last >= ?2 AND s.own > 0 ORDER BY s.last LIMIT 1",
+        )?
+        .query_row(params![queue, offset as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })
+        .optional()?;
+    let Some((batch, first, first_task, last_task, indexed, before)) = span.filter(|s| s.1 <= offset as i64) else {
+        return Ok(None);
+    };
+    let row = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<Option<i64>> {
+        Ok(conn.prepare_cached(sql)?.query_row(params, |r| r.get(0)).optional()?)
+    };
+    let (queue, offset) = (queue as i64, offset as i64);
+    let id = first_task + before + (offset - first);
+    let at = "SELECT id FROM tasks WHERE id = ?1 AND batch = ?2 AND queue = ?3 AND qoffset = ?4 AND folded = 0";
+    if let Some(id) = row(at, &[&id, &batch, &queue, &offset])? {
+        return Ok(Some(id));
+    }
+    // A batch whose rows are still to be written numbers them in queue order: not written yet.
+    if !indexed {
+        return Ok(None);
+    }
+    let among = "SELECT id FROM tasks WHERE id BETWEEN ?1 AND ?2 AND queue = ?3 AND qoffset = ?4 AND folded = 0";
+    row(among, &[&first_task, &last_task, &queue, &offset])
 }
 
 /// Writes `row` with the prepared [`INSERT`].

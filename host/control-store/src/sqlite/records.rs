@@ -171,17 +171,11 @@ pub fn report_failure(conn: &Connection, edge: &str, queue: u32, offset: u64, re
     if !known {
         return Err(Error::UnknownEdge(edge.to_owned()));
     }
-    let find = |conn: &Connection| -> Result<Option<i64>> {
-        Ok(conn
-            .prepare_cached("SELECT id FROM tasks WHERE queue = ?1 AND qoffset = ?2 AND folded = 0")?
-            .query_row(params![queue, offset as i64], |r| r.get(0))
-            .optional()?)
-    };
     // Not found: it may be a task of a large batch whose rows are still being written (see
     // `index`): write them now, then look again.
-    let task = match find(conn)? {
+    let task = match super::index::task_at(conn, queue, offset)? {
         Some(task) => Some(task),
-        None if super::index::write_pending(conn)? > 0 => find(conn)?,
+        None if super::index::write_pending(conn)? > 0 => super::index::task_at(conn, queue, offset)?,
         None => None,
     };
     let task = task.ok_or(Error::UnknownTask { queue, offset })?;

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use crate::{Error, Result};
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 /// Version 1. `tasks` is both the queue log (rows with `folded = 0`, addressed by `(queue,
 /// qoffset)`) and the record of every request (folded rows point at the task that carried them).
@@ -120,6 +120,15 @@ ALTER TABLE batches ADD COLUMN indexed INTEGER NOT NULL DEFAULT 1;
 CREATE INDEX batches_unindexed ON batches (id) WHERE indexed = 0;
 ";
 
+/// Version 5 (issue 15): no `(queue, qoffset)` index on `tasks`. Maintaining it was a fifth of
+/// writing a bulk batch's rows, and the one lookup it served (the task an edge's failure report
+/// names) is answered from the batch's span: rows are numbered in queue order (`index`), so
+/// `batch_queues` (by queue and last offset) gives the row id (see `index::task_at`).
+const V5: &str = "
+DROP INDEX IF EXISTS tasks_log;
+CREATE INDEX batch_queues_own ON batch_queues (queue, last) WHERE own > 0;
+";
+
 /// A read-only connection to the prepared database at `path` (the store's read pool).
 pub fn open_reader(path: &std::path::Path) -> Result<Connection> {
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -163,10 +172,13 @@ pub fn prepare(conn: &mut Connection, queues: u32) -> Result<String> {
         tx.execute_batch(V4)?;
         super::chunks::backfill(&tx)?;
     }
+    if found < 5 {
+        tx.execute_batch(V5)?;
+    }
     // Task rows of a large batch are written after its commit (see `index`): a crash in between
     // leaves them to write now, before anything reads or writes the file.
     super::index::write_pending(&tx)?;
-    // Later versions add `if found < 5 { ... }` here, each step in this same transaction.
+    // Later versions add `if found < 6 { ... }` here, each step in this same transaction.
     tx.pragma_update(None, "user_version", VERSION)?;
 
     let existing: u32 = tx.query_row("SELECT COUNT(*) FROM queues", [], |r| r.get(0))?;

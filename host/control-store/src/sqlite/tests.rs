@@ -188,6 +188,7 @@ async fn version_3_files_gain_chunks_of_their_retained_log() {
         let conn = store.conn.lock().unwrap();
         conn.execute_batch(
             "DROP TABLE chunks; DROP INDEX batches_unindexed; ALTER TABLE batches DROP COLUMN indexed;
+             DROP INDEX batch_queues_own; CREATE UNIQUE INDEX tasks_log ON tasks (queue, qoffset) WHERE folded = 0;
              PRAGMA user_version = 3;",
         )
         .unwrap();
@@ -201,6 +202,51 @@ async fn version_3_files_gain_chunks_of_their_retained_log() {
     assert_eq!(tasks(&migrated), tasks(&expected));
     assert_eq!(migrated[0].first, 200, "only the retained log");
     assert_eq!(migrated.last().unwrap().last, 1500);
+}
+
+/// A failure report finds its task's row from the batch's span: for rows numbered in queue order
+/// (interleaved queues, folded tasks last), and for rows numbered otherwise, as files from before
+/// version 4 may have them.
+#[tokio::test]
+async fn failure_reports_find_their_task_by_span_however_rows_are_numbered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("spans.db"), 2).unwrap();
+    store.register_edge("e", 1).await.unwrap();
+    let failed_target = |store: SqliteStore, queue: u32, offset: u64| async move {
+        let reason = format!("failed at {queue}/{offset}");
+        store.report_failure("e", queue, offset, &reason, 2).await.unwrap();
+        let conn = store.conn.lock().unwrap();
+        conn.query_row(
+            "SELECT t.target FROM task_failures f JOIN tasks t ON t.id = f.task WHERE f.reason = ?1",
+            [&reason],
+            |r| r.get::<_, String>(0),
+        )
+        .unwrap()
+    };
+    // Two batches, the second with its queues interleaved in request order.
+    store.append(crate::conformance::batch("t", 1), crate::conformance::urls(0, "a", 5)).await.unwrap();
+    let mut tasks = crate::conformance::urls(0, "b", 4);
+    for (i, t) in crate::conformance::urls(1, "c", 4).into_iter().enumerate() {
+        tasks.insert(i * 2 + 1, t);
+    }
+    store.append(crate::conformance::batch("t", 1), tasks).await.unwrap();
+    assert_eq!(failed_target(store.clone(), 0, 3).await, "https://h.example/a/2");
+    assert_eq!(failed_target(store.clone(), 0, 7).await, "https://h.example/b/1");
+    assert_eq!(failed_target(store.clone(), 1, 4).await, "https://h.example/c/3");
+    assert_eq!(failed_target(store.clone(), 1, 1).await, "https://h.example/c/0");
+    // The second batch's rows numbered backwards: found among the batch's rows.
+    store
+        .conn
+        .lock()
+        .unwrap()
+        .execute_batch(
+            "UPDATE tasks SET id = -id WHERE batch = 2;
+             UPDATE tasks SET id = (SELECT first_task + last_task FROM batches WHERE id = 2) + id WHERE id < 0;",
+        )
+        .unwrap();
+    assert_eq!(failed_target(store.clone(), 0, 8).await, "https://h.example/b/2");
+    assert_eq!(failed_target(store.clone(), 1, 2).await, "https://h.example/c/1");
+    assert!(matches!(store.report_failure("e", 1, 5, "x", 2).await, Err(crate::Error::UnknownTask { .. })));
 }
 
 /// A large batch's task rows written in part (a kill between pieces) are completed at open, each
