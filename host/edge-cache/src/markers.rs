@@ -181,12 +181,12 @@ pub(crate) struct Markers {
 
 impl Markers {
     /// Records a purge of `scope` at `seq`.
-    pub(crate) fn record(&mut self, scope: &Scope, mode: PurgeMode, seq: u64) {
+    pub(crate) fn record(&mut self, scope: Scope, mode: PurgeMode, seq: u64) {
         match scope {
-            Scope::Url(url) => self.urls.entry(url.as_str().into()).or_default().record(mode, seq),
-            Scope::Prefix(prefix) => self.trie.record(prefix, mode, seq),
-            Scope::Host(host) => self.hosts.entry(host.as_str().into()).or_default().record(mode, seq),
-            Scope::Tag(tag) => self.tags.entry(tag.as_str().into()).or_default().record(mode, seq),
+            Scope::Url(url) => self.urls.entry(url.into_boxed_str()).or_default().record(mode, seq),
+            Scope::Prefix(prefix) => self.trie.record(&prefix, mode, seq),
+            Scope::Host(host) => self.hosts.entry(host.into_boxed_str()).or_default().record(mode, seq),
+            Scope::Tag(tag) => self.tags.entry(tag.into_boxed_str()).or_default().record(mode, seq),
             Scope::Everything => self.global.record(mode, seq),
         }
     }
@@ -287,8 +287,8 @@ mod tests {
     #[test]
     fn exact_markers_apply_only_to_their_url() {
         let mut m = Markers::default();
-        m.record(&Scope::Url("https://a/x".into()), PurgeMode::Hard, 4);
-        m.record(&Scope::Prefix("https://a/xy".into()), PurgeMode::Hard, 2);
+        m.record(Scope::Url("https://a/x".into()), PurgeMode::Hard, 4);
+        m.record(Scope::Prefix("https://a/xy".into()), PurgeMode::Hard, 2);
         assert_eq!(m.check("https://a/x", "a", []).hard, 4);
         assert_eq!(m.check("https://a/xy", "a", []).hard, 2);
         assert_eq!(m.check("https://a/", "a", []).hard, 0);
@@ -312,12 +312,12 @@ mod tests {
     #[test]
     fn markers_combine_scopes_and_generations() {
         let mut set = MarkerSet::default();
-        set.current.record(&Scope::Tag("t1".into()), PurgeMode::Soft, 3);
-        set.current.record(&Scope::Host("h".into()), PurgeMode::Hard, 4);
+        set.current.record(Scope::Tag("t1".into()), PurgeMode::Soft, 3);
+        set.current.record(Scope::Host("h".into()), PurgeMode::Hard, 4);
         assert_eq!(set.check("u", "h", ["t1"]), Pair { hard: 4, soft: 3 });
         assert_eq!(set.check("u", "other", ["t1", "t2"]), Pair { hard: 0, soft: 3 });
         set.sealed = Some(std::mem::take(&mut set.current));
-        set.current.record(&Scope::Everything, PurgeMode::Soft, 6);
+        set.current.record(Scope::Everything, PurgeMode::Soft, 6);
         assert_eq!(set.check("u", "h", ["t2"]), Pair { hard: 4, soft: 6 });
         assert_eq!(Pair { hard: 4, soft: 6 }.verdict(3), Verdict::Hard);
         assert_eq!(Pair { hard: 4, soft: 6 }.verdict(4), Verdict::Soft);

@@ -303,24 +303,34 @@ impl<V: Send + Sync + 'static> CacheStore<V> {
     /// one hash map update for hosts and tags. Exact-URL purges also remove (hard) or flag (soft)
     /// the URL's stored variants at once.
     pub fn purge(&self, scope: &Scope, mode: PurgeMode) -> PurgeOutcome {
-        let seq = {
+        self.purge_owned(scope.clone(), mode)
+    }
+
+    /// [`purge`](Self::purge) of a scope the caller gives up: its string becomes the marker's
+    /// key without a copy (a bulk purge records a million URL markers on every edge).
+    pub fn purge_owned(&self, scope: Scope, mode: PurgeMode) -> PurgeOutcome {
+        self.shared.counters.purged(ScopeKind::of(&scope), mode);
+        let (seq, found) = {
             let mut markers = self.markers.write();
             let seq = self.seq.fetch_add(1, SeqCst) + 1;
+            // Looked up under the write lock: inserts add to the index under the read lock, so
+            // this finds every variant stored before `seq`, as after the lock.
+            let found = match &scope {
+                Scope::Url(url) => self.shared.index.entries_for_url(url),
+                _ => Vec::new(),
+            };
             markers.current.record(scope, mode, seq);
-            seq
+            (seq, found)
         };
-        self.shared.counters.purged(ScopeKind::of(scope), mode);
         let mut direct = 0;
-        if let Scope::Url(url) = scope {
-            for entry in self.shared.index.entries_for_url(url) {
-                if entry.stored_at() >= seq {
-                    continue; // stored after the purge
-                }
-                direct += 1;
-                match mode {
-                    PurgeMode::Hard => self.kill(&entry),
-                    PurgeMode::Soft => entry.mark_soft(),
-                }
+        for entry in found {
+            if entry.stored_at() >= seq {
+                continue; // stored after the purge
+            }
+            direct += 1;
+            match mode {
+                PurgeMode::Hard => self.kill(&entry),
+                PurgeMode::Soft => entry.mark_soft(),
             }
         }
         PurgeOutcome { seq, direct }

@@ -13,7 +13,7 @@
 
 use crate::metrics::EdgeMetrics;
 use edgepurge_edge_cache::CacheStore;
-use edgepurge_policy_runtime::{DecisionSource, PolicySlot};
+use edgepurge_policy_runtime::{DecisionSource, LoadedPolicy, PolicySlot};
 use edgepurge_purge_model::{cache_url, entry_url, normalize_task_owned, PurgeError};
 use edgepurge_sdk::{PurgeMode, RequestMeta, Scope, Task, TaskKind};
 use edgepurge_url::{NormalizedUrl, QueryMode};
@@ -56,10 +56,9 @@ impl<V: Send + Sync + 'static> PurgeExecutor<V> {
     }
 
     /// The canonical URL the object for a GET of `target` is stored under, when it is not
-    /// `target` itself (see [`entry_url`]): keyed as the proxy keys it, by the policy's
+    /// `target` itself (see [`entry_url`]): keyed as the proxy keys it, by `policy`'s
     /// `cache-key` (with no request headers) or the query mode.
-    async fn canonical_url(&self, target: &str) -> Option<String> {
-        let policy = self.policy.current();
+    async fn canonical_url(&self, policy: &LoadedPolicy, target: &str) -> Option<String> {
         let hooked = policy.info().hooks.cache_key;
         // Without a `cache-key` hook only the `ignore` mode keys a URL by something other than
         // itself, and only when it has a query (no `?`, no query): decided without parsing the
@@ -84,19 +83,19 @@ impl<V: Send + Sync + 'static> PurgeExecutor<V> {
     /// Hard-purges what a request for `url` is served from (RFC 9111 §4.4 invalidation by an
     /// unsafe method): the URL and, if the object is stored under another URL, that one.
     pub async fn invalidate_url(&self, url: &NormalizedUrl) {
-        let canonical = self.canonical_url(url.as_str()).await;
-        self.store.purge(&Scope::Url(url.as_str().to_owned()), PurgeMode::Hard);
+        let canonical = self.canonical_url(&self.policy.current(), url.as_str()).await;
+        self.store.purge_owned(Scope::Url(url.as_str().to_owned()), PurgeMode::Hard);
         if let Some(canonical) = canonical {
-            self.store.purge(&Scope::Url(canonical), PurgeMode::Hard);
+            self.store.purge_owned(Scope::Url(canonical), PurgeMode::Hard);
         }
     }
 
     fn purge(&self, scope: Scope, mode: PurgeMode, report: &mut PurgeReport, describe: bool) {
-        let done = self.store.purge(&scope, mode);
-        report.direct += done.direct as u64;
         if describe {
             report.actions.push(format!("{} {:?}", mode.name(), scope));
         }
+        let done = self.store.purge_owned(scope, mode);
+        report.direct += done.direct as u64;
     }
 
     /// Normalises the task, asks `scope-purge`, and applies every action.
@@ -126,7 +125,7 @@ impl<V: Send + Sync + 'static> PurgeExecutor<V> {
         };
         for action in outcome.value.actions {
             let canonical = match &action.scope {
-                Scope::Url(url) => self.canonical_url(url).await,
+                Scope::Url(url) => self.canonical_url(&policy, url).await,
                 _ => None,
             };
             self.purge(action.scope, action.mode, &mut report, describe);

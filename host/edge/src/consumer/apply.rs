@@ -172,7 +172,7 @@ fn unreadable(
     let instead = match normalized {
         Some(hosts) => {
             for host in &hosts {
-                inner.shared.store.purge(&Scope::Host(host.clone()), PurgeMode::Hard);
+                inner.shared.store.purge_owned(Scope::Host(host.clone()), PurgeMode::Hard);
             }
             let noun = if hosts.len() == 1 { "host" } else { "hosts" };
             format!("purged {noun} {} (hard) instead", hosts.join(", "))
